@@ -1,0 +1,147 @@
+-- The server read model: flows, flow runs, task runs, their states, and logs.
+--
+-- This is a *projection*: disposable, rebuilt from the event log by
+-- `prefect-server replay server`. It is not migrated; when this file changes,
+-- the model is dropped and rebuilt. The same DDL runs on Postgres and SQLite,
+-- so it sticks to portable types: ids are lowercase hyphenated UUID text,
+-- timestamps are UTC RFC 3339 text with exactly six fractional digits (so
+-- they sort as text), JSON is text, booleans are 0/1 integers.
+-- Every table is keyed by workspace id (the nil UUID in single-tenant mode).
+
+CREATE TABLE IF NOT EXISTS flow (
+    id              TEXT PRIMARY KEY,
+    workspace_id    TEXT NOT NULL,
+    created         TEXT NOT NULL,
+    updated         TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    tags            TEXT NOT NULL DEFAULT '[]',
+    labels          TEXT NOT NULL DEFAULT '{}',
+    version         BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_flow__workspace_name ON flow (workspace_id, name);
+
+CREATE TABLE IF NOT EXISTS flow_run (
+    id                          TEXT PRIMARY KEY,
+    workspace_id                TEXT NOT NULL,
+    created                     TEXT NOT NULL,
+    updated                     TEXT NOT NULL,
+    name                        TEXT NOT NULL,
+    flow_id                     TEXT NOT NULL,
+    state_id                    TEXT,
+    deployment_id               TEXT,
+    deployment_version          TEXT,
+    work_queue_id               TEXT,
+    work_queue_name             TEXT,
+    work_pool_id                TEXT,
+    work_pool_name              TEXT,
+    flow_version                TEXT,
+    parameters                  TEXT NOT NULL DEFAULT '{}',
+    idempotency_key             TEXT,
+    context                     TEXT NOT NULL DEFAULT '{}',
+    empirical_policy            TEXT NOT NULL DEFAULT '{}',
+    tags                        TEXT NOT NULL DEFAULT '[]',
+    labels                      TEXT NOT NULL DEFAULT '{}',
+    parent_task_run_id          TEXT,
+    state_type                  TEXT,
+    state_name                  TEXT,
+    state_timestamp             TEXT,
+    run_count                   BIGINT NOT NULL DEFAULT 0,
+    expected_start_time         TEXT,
+    next_scheduled_start_time   TEXT,
+    start_time                  TEXT,
+    end_time                    TEXT,
+    total_run_time              DOUBLE PRECISION NOT NULL DEFAULT 0,
+    auto_scheduled              BIGINT NOT NULL DEFAULT 0,
+    infrastructure_document_id  TEXT,
+    infrastructure_pid          TEXT,
+    created_by                  TEXT,
+    job_variables               TEXT NOT NULL DEFAULT '{}',
+    version                     BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_flow_run__flow_id_idempotency_key ON flow_run (flow_id, idempotency_key);
+CREATE INDEX IF NOT EXISTS ix_flow_run__flow_id ON flow_run (flow_id);
+CREATE INDEX IF NOT EXISTS ix_flow_run__parent_task_run_id ON flow_run (parent_task_run_id);
+CREATE INDEX IF NOT EXISTS ix_flow_run__expected_start_time ON flow_run (workspace_id, expected_start_time);
+CREATE INDEX IF NOT EXISTS ix_flow_run__state_type ON flow_run (workspace_id, state_type);
+CREATE INDEX IF NOT EXISTS ix_flow_run__next_scheduled ON flow_run (workspace_id, next_scheduled_start_time);
+
+CREATE TABLE IF NOT EXISTS flow_run_state (
+    id              TEXT PRIMARY KEY,
+    flow_run_id     TEXT NOT NULL,
+    created         TEXT NOT NULL,
+    type            TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    timestamp       TEXT NOT NULL,
+    message         TEXT,
+    state_details   TEXT NOT NULL DEFAULT '{}',
+    data            TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_flow_run_state__flow_run_id_timestamp ON flow_run_state (flow_run_id, timestamp);
+
+CREATE TABLE IF NOT EXISTS task_run (
+    id                          TEXT PRIMARY KEY,
+    workspace_id                TEXT NOT NULL,
+    created                     TEXT NOT NULL,
+    updated                     TEXT NOT NULL,
+    name                        TEXT NOT NULL,
+    flow_run_id                 TEXT,
+    task_key                    TEXT NOT NULL,
+    dynamic_key                 TEXT NOT NULL,
+    cache_key                   TEXT,
+    cache_expiration            TEXT,
+    task_version                TEXT,
+    flow_run_run_count          BIGINT NOT NULL DEFAULT 0,
+    empirical_policy            TEXT NOT NULL DEFAULT '{}',
+    task_inputs                 TEXT NOT NULL DEFAULT '{}',
+    tags                        TEXT NOT NULL DEFAULT '[]',
+    labels                      TEXT NOT NULL DEFAULT '{}',
+    state_id                    TEXT,
+    state_type                  TEXT,
+    state_name                  TEXT,
+    state_timestamp             TEXT,
+    run_count                   BIGINT NOT NULL DEFAULT 0,
+    expected_start_time         TEXT,
+    next_scheduled_start_time   TEXT,
+    start_time                  TEXT,
+    end_time                    TEXT,
+    total_run_time              DOUBLE PRECISION NOT NULL DEFAULT 0,
+    version                     BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_task_run__flow_run_id_task_key_dynamic_key ON task_run (flow_run_id, task_key, dynamic_key);
+CREATE INDEX IF NOT EXISTS ix_task_run__flow_run_id ON task_run (flow_run_id);
+CREATE INDEX IF NOT EXISTS ix_task_run__expected_start_time ON task_run (workspace_id, expected_start_time);
+
+CREATE TABLE IF NOT EXISTS task_run_state (
+    id              TEXT PRIMARY KEY,
+    task_run_id     TEXT NOT NULL,
+    created         TEXT NOT NULL,
+    type            TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    timestamp       TEXT NOT NULL,
+    message         TEXT,
+    state_details   TEXT NOT NULL DEFAULT '{}',
+    data            TEXT
+);
+CREATE INDEX IF NOT EXISTS ix_task_run_state__task_run_id ON task_run_state (task_run_id, timestamp);
+
+CREATE TABLE IF NOT EXISTS task_run_state_cache (
+    cache_key           TEXT NOT NULL,
+    cache_expiration    TEXT,
+    task_run_state_id   TEXT NOT NULL,
+    created             TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_task_run_state_cache__key ON task_run_state_cache (cache_key, created);
+
+CREATE TABLE IF NOT EXISTS log (
+    id              TEXT PRIMARY KEY,
+    workspace_id    TEXT NOT NULL,
+    created         TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    level           BIGINT NOT NULL,
+    flow_run_id     TEXT,
+    task_run_id     TEXT,
+    message         TEXT NOT NULL,
+    timestamp       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_log__flow_run_id_timestamp ON log (flow_run_id, timestamp);
+CREATE INDEX IF NOT EXISTS ix_log__timestamp ON log (workspace_id, timestamp);

@@ -1,0 +1,135 @@
+//! `/flow_runs` routes.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde_json::{json, Map, Value};
+
+use super::error::{ApiResult, AppError};
+use super::json::{parse_body, path_id, AppJson};
+use super::version_check::client_api_version;
+use super::AppState;
+use crate::commands::flow_runs::{self as cmd, FlowRunCreate, SetStateBody};
+use crate::orchestration::outcome::{Details, Status};
+use crate::orchestration::states::{FlowRunPolicy, State as PrefectState};
+use crate::server_model::filters::{self, RunFilterBody};
+use crate::server_model::flow_runs::{FLOW_RUN_FROM, flow_run_columns, flow_run_json, read_flow_run};
+use crate::server_model::paginate;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/flow_runs/", post(create))
+        .route("/flow_runs/filter", post(filter_runs))
+        .route("/flow_runs/count", post(count_runs))
+        .route("/flow_runs/paginate", post(paginate_runs))
+        .route("/flow_runs/{id}", get(read).patch(update).delete(delete))
+        .route("/flow_runs/{id}/set_state", post(set_state))
+        .route("/flow_runs/{id}/labels", patch(update_labels))
+}
+
+async fn read_json(state: &AppState, id: &str) -> ApiResult<Value> {
+    let mut conn = state.db.reader().acquire().await?;
+    read_flow_run(&mut conn, state.db.dialect, id, Utc::now())
+        .await?
+        .ok_or_else(|| AppError::not_found("Flow run"))
+}
+
+async fn create(State(state): State<AppState>, AppJson(body): AppJson<FlowRunCreate>) -> ApiResult<Response> {
+    let (id, created) = cmd::create_flow_run(&state.db, body, uuid::Uuid::new_v4().as_u128()).await?;
+    let run = read_json(&state, &id.to_string()).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(run)).into_response())
+}
+
+async fn read(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = path_id(&id)?;
+    Ok(Json(read_json(&state, &id.to_string()).await?))
+}
+
+/// Fields `FlowRunUpdate` accepts.
+const UPDATE_FIELDS: &[&str] = &["name", "flow_version", "parameters", "empirical_policy", "tags", "infrastructure_pid", "job_variables"];
+
+/// Validates a `FlowRunUpdate` body, keeping only the fields that were set.
+fn validate_update(body: Map<String, Value>) -> ApiResult<Map<String, Value>> {
+    for (k, v) in &body {
+        if !UPDATE_FIELDS.contains(&k.as_str()) {
+            return Err(AppError::Validation {
+                detail: vec![json!({"type": "extra_forbidden", "loc": ["body", k], "msg": "Extra inputs are not permitted", "input": v})],
+                body: Value::Object(body.clone()),
+            });
+        }
+        let ok = match k.as_str() {
+            "name" | "flow_version" | "infrastructure_pid" => v.is_string() || v.is_null(),
+            "parameters" => v.is_object(),
+            "job_variables" => v.is_object() || v.is_null(),
+            "tags" => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+            "empirical_policy" => serde_json::from_value::<FlowRunPolicy>(v.clone()).is_ok(),
+            _ => true,
+        };
+        if !ok {
+            return Err(AppError::invalid(&["body", k], "Input has the wrong type", v.clone()));
+        }
+    }
+    let mut body = body;
+    if let Some(policy) = body.get("empirical_policy").cloned() {
+        let policy: FlowRunPolicy = serde_json::from_value(policy).map_err(anyhow::Error::from)?;
+        body.insert("empirical_policy".into(), serde_json::to_value(policy).map_err(anyhow::Error::from)?);
+    }
+    Ok(body)
+}
+
+async fn update(State(state): State<AppState>, Path(id): Path<String>, AppJson(body): AppJson<Map<String, Value>>) -> ApiResult<StatusCode> {
+    let id = path_id(&id)?;
+    let changes = validate_update(body)?;
+    cmd::update_flow_run(&state.db, id, changes, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn update_labels(State(state): State<AppState>, Path(id): Path<String>, AppJson(body): AppJson<Map<String, Value>>) -> ApiResult<StatusCode> {
+    let id = path_id(&id)?;
+    cmd::update_flow_run(&state.db, id, body, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    cmd::delete_flow_run(&state.db, path_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Prefect's `OrchestrationResult` JSON.
+pub(crate) fn orchestration_result(state: Option<&PrefectState>, status: &Status, details: &Details) -> Value {
+    json!({"state": state, "status": status, "details": details})
+}
+
+async fn set_state(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: axum::body::Bytes) -> ApiResult<Response> {
+    let id = path_id(&id)?;
+    let body: SetStateBody = parse_body(&body)?;
+    let result = cmd::set_flow_run_state(&state.db, id, body, client_api_version(&headers)).await?;
+    let o = &result.outcome;
+    let status = if o.written.is_some() { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(orchestration_result(o.returned_state.as_ref(), &o.status, &o.details))).into_response())
+}
+
+async fn filter_runs(State(state): State<AppState>, AppJson(body): AppJson<RunFilterBody>) -> ApiResult<Json<Vec<Value>>> {
+    let sql = super::join_state(filters::select_flow_runs(&body, state.db.dialect, &super::workspace(), &flow_run_columns()).map_err(super::filter_error)?, "flow_run", FLOW_RUN_FROM);
+    let rows = super::fetch(&state.db, &sql).await?;
+    let now = Utc::now();
+    Ok(Json(rows.iter().map(|r| flow_run_json(r, now)).collect()))
+}
+
+async fn count_runs(State(state): State<AppState>, AppJson(body): AppJson<RunFilterBody>) -> ApiResult<Json<i64>> {
+    let sql = filters::count_flow_runs(&body, state.db.dialect, &super::workspace()).map_err(super::filter_error)?;
+    Ok(Json(super::fetch_count(&state.db, &sql).await?))
+}
+
+async fn paginate_runs(State(state): State<AppState>, AppJson(body): AppJson<Map<String, Value>>) -> ApiResult<Json<Value>> {
+    let (filter, page, limit): (RunFilterBody, _, _) = paginate::prepare(body, state.settings.default_limit)?;
+    let count = super::fetch_count(&state.db, &filters::count_flow_runs(&filter, state.db.dialect, &super::workspace()).map_err(super::filter_error)?).await?;
+    let sql = super::join_state(filters::select_flow_runs(&filter, state.db.dialect, &super::workspace(), &flow_run_columns()).map_err(super::filter_error)?, "flow_run", FLOW_RUN_FROM);
+    let rows = super::fetch(&state.db, &sql).await?;
+    let now = Utc::now();
+    Ok(Json(paginate::page(rows.iter().map(|r| flow_run_json(r, now)).collect(), count, limit, page)))
+}

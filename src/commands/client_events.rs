@@ -1,0 +1,124 @@
+//! Events sent by clients over `/events/in`: validated, stamped with
+//! `received`, and appended. `prefect.task-run.*` events go to their task
+//! run's stream, where the server model records the task run from them;
+//! every other event gets a stream of its own. A resent event id is a no-op.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::{record, write};
+use crate::api::error::ApiResult;
+use crate::db::Db;
+use crate::eventlog::{ExpectedVersion, NewEvent, StreamRef, StreamType};
+use crate::server_events::ClientEventReceived;
+use crate::time::{fmt_ts, micros};
+
+/// Prefect's `Event` (what clients send).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientEvent {
+    pub occurred: DateTime<Utc>,
+    pub event: String,
+    pub resource: Map<String, Value>,
+    #[serde(default)]
+    pub related: Vec<Map<String, Value>>,
+    #[serde(default)]
+    pub payload: Map<String, Value>,
+    pub id: Uuid,
+    #[serde(default)]
+    pub follows: Option<Uuid>,
+}
+
+impl ClientEvent {
+    /// Prefect's validation rules for an event; `Err` names the first broken one.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.event.is_empty() || self.event.len() > 1024 {
+            return Err("event name must have 1 to 1024 characters".into());
+        }
+        let labels_ok = |r: &Map<String, Value>| r.values().all(Value::is_string);
+        match self.resource.get("prefect.resource.id").and_then(Value::as_str) {
+            Some(id) if !id.is_empty() => {}
+            _ => return Err("resource must have a non-empty prefect.resource.id".into()),
+        }
+        if self.resource.len() > 500 || !labels_ok(&self.resource) {
+            return Err("resource must have at most 500 string labels".into());
+        }
+        if self.related.len() > 100 {
+            return Err("at most 100 related resources are allowed".into());
+        }
+        for r in &self.related {
+            let has = |k: &str| r.get(k).and_then(Value::as_str).is_some_and(|v| !v.is_empty());
+            if !has("prefect.resource.id") || !has("prefect.resource.role") || !labels_ok(r) {
+                return Err("related resources need a prefect.resource.id and a prefect.resource.role".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The stream the event belongs to.
+    fn stream(&self) -> (StreamRef, ExpectedVersion) {
+        if self.event.starts_with("prefect.task-run.") {
+            let task_run = self
+                .resource
+                .get("prefect.resource.id")
+                .and_then(Value::as_str)
+                .and_then(|s| s.strip_prefix("prefect.task-run."))
+                .and_then(|s| Uuid::parse_str(s).ok());
+            if let Some(id) = task_run {
+                return (StreamRef::new(StreamType::TaskRun, id), ExpectedVersion::Any);
+            }
+        }
+        (StreamRef::new(StreamType::ClientEvent, self.id), ExpectedVersion::Any)
+    }
+
+    /// The `ReceivedEvent` JSON.
+    pub fn received(&self, received: DateTime<Utc>) -> Value {
+        serde_json::json!({
+            "occurred": fmt_ts(self.occurred),
+            "event": self.event,
+            "resource": self.resource,
+            "related": self.related,
+            "payload": self.payload,
+            "id": self.id,
+            "follows": self.follows,
+            "received": fmt_ts(received),
+        })
+    }
+}
+
+/// Appends a batch of client events in one transaction. Returns how many
+/// were new.
+pub async fn ingest(db: &Db, events: Vec<ClientEvent>) -> ApiResult<usize> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let dialect = db.dialect;
+    let received = micros(Utc::now());
+    // Streams are locked in one global order (by key) so that concurrent
+    // batches cannot deadlock; the sort is stable, keeping per-stream order.
+    let mut events = events;
+    events.sort_by_cached_key(|e| e.stream().0.lock_key());
+    write(db, move |conn| {
+        let events = events.clone();
+        Box::pin(async move {
+            let mut appended = 0;
+            for ev in events {
+                let (stream, expected) = ev.stream();
+                let payload = ClientEventReceived { event: ev.received(received) };
+                let new_event = NewEvent {
+                    event_id: ev.id,
+                    event_type: ev.event.clone(),
+                    occurred: micros(ev.occurred),
+                    payload: serde_json::to_value(payload).map_err(anyhow::Error::from)?,
+                    correlation_id: None,
+                    causation_id: ev.follows,
+                };
+                appended += record(conn, dialect, stream, expected, vec![new_event]).await?.len();
+            }
+            Ok(appended)
+        })
+    })
+    .await
+}

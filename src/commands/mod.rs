@@ -1,0 +1,64 @@
+//! Commands: each API write runs here as one transaction that takes the
+//! stream lock, reads the current read-model row, decides (pure
+//! orchestration code), appends the resulting events and projects them
+//! inline. Handlers stay thin; the log stays the source of truth.
+
+pub mod client_events;
+pub mod flow_runs;
+pub mod flows;
+pub mod logs;
+pub mod names;
+pub mod task_runs;
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use sqlx::AnyConnection;
+
+use crate::api::error::{ApiResult, AppError};
+use crate::db::{Db, Dialect};
+use crate::eventlog::{self, ExpectedVersion, NewEvent, RecordedEvent, StreamRef};
+use crate::projections;
+
+/// Runs `op` in a write transaction and commits it, retrying transient
+/// failures (deadlocks, serialization failures, a busy database) a few times.
+pub async fn write<T, F>(db: &Db, mut op: F) -> ApiResult<T>
+where
+    F: for<'c> FnMut(&'c mut AnyConnection) -> BoxFuture<'c, ApiResult<T>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        let result = async {
+            let mut tx = db.begin_write().await?;
+            let value = op(&mut tx).await?;
+            tx.commit().await?;
+            Ok::<T, AppError>(value)
+        }
+        .await;
+        match result {
+            Err(AppError::Unavailable(cause)) if attempt < 8 => {
+                attempt += 1;
+                tracing::debug!(attempt, cause = %cause, "retrying write transaction");
+                tokio::time::sleep(Duration::from_millis(5 * 2u64.pow(attempt))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Appends events to a stream and applies them to the server model, in the
+/// caller's transaction. Returns the events actually appended (resends of an
+/// event id already in the log are skipped).
+pub async fn record(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    stream: StreamRef,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> ApiResult<Vec<RecordedEvent>> {
+    let recorded = eventlog::append(conn, dialect, stream, expected, events).await?;
+    for event in &recorded {
+        projections::server::apply(conn, dialect, event).await?;
+    }
+    Ok(recorded)
+}

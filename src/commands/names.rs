@@ -1,0 +1,33 @@
+//! Random run names in Prefect's `adjective-animal` style.
+
+const ADJECTIVES: &[&str] = &[
+    "agile", "amber", "brave", "bright", "calm", "clever", "cosmic", "crimson", "daring", "eager", "electric",
+    "fancy", "fearless", "gentle", "golden", "happy", "honest", "jolly", "keen", "lively", "lucky", "magic",
+    "mellow", "nimble", "noble", "olive", "placid", "proud", "quick", "quiet", "rapid", "royal", "rustic",
+    "sassy", "shiny", "silver", "smart", "spirited", "steady", "stellar", "sunny", "swift", "tidy", "vivid",
+    "wise", "witty", "zealous",
+];
+
+const ANIMALS: &[&str] = &[
+    "albatross", "alpaca", "badger", "beaver", "bison", "bobcat", "caracal", "cheetah", "cougar", "coyote",
+    "crane", "dingo", "dolphin", "eagle", "falcon", "ferret", "finch", "gazelle", "gecko", "gopher", "heron",
+    "ibex", "jackal", "jaguar", "kestrel", "koala", "lemur", "lynx", "marmot", "mongoose", "newt", "ocelot",
+    "oriole", "otter", "panda", "pelican", "puffin", "quail", "raccoon", "raven", "salamander", "seal",
+    "sparrow", "tapir", "toucan", "turtle", "walrus", "wombat", "yak", "zebra",
+];
+
+/// A two-word slug such as `spirited-oriole`, drawn from `seed`'s bits.
+pub fn slug(seed: u128) -> String {
+    let a = ADJECTIVES[(seed % ADJECTIVES.len() as u128) as usize];
+    let b = ANIMALS[((seed >> 64) % ANIMALS.len() as u128) as usize];
+    format!("{a}-{b}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slugs_are_two_words() {
+        let s = super::slug(uuid::Uuid::new_v4().as_u128());
+        assert_eq!(s.split('-').count(), 2);
+    }
+}

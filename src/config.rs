@@ -1,0 +1,212 @@
+//! Server configuration: one typed struct read once from `PREFECT_*`
+//! environment variables, using Prefect's own names where they exist so a
+//! Prefect user's settings keep working.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// Which database backs the event log and the read models.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `postgresql://…` (a `+asyncpg` driver suffix is accepted and dropped).
+    Postgres(String),
+    /// A SQLite file path (`:memory:` is refused: the log must be durable).
+    Sqlite(PathBuf),
+}
+
+impl DatabaseUrl {
+    /// Parses the URL forms Prefect users already have in their profiles.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if let Some(rest) = strip_scheme(raw, &["postgresql+asyncpg://", "postgresql://", "postgres://"]) {
+            return Ok(DatabaseUrl::Postgres(format!("postgresql://{rest}")));
+        }
+        if let Some(rest) = strip_scheme(raw, &["sqlite+aiosqlite:///", "sqlite:///"]) {
+            // As in SQLAlchemy: sqlite:////abs/path is absolute, sqlite:///rel is relative.
+            let path = rest.split('?').next().unwrap_or_default();
+            if path.is_empty() || path.contains(":memory:") {
+                return Err(format!("database URL {raw:?} names no SQLite file"));
+            }
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        Err(format!(
+            "database URL {raw:?} is neither postgresql://… nor sqlite://…"
+        ))
+    }
+
+    /// The URL with any password hidden, for logs.
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(p) => format!("sqlite:///{}", p.display()),
+            DatabaseUrl::Postgres(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(s), Some(at)) if url[s + 3..at].contains(':') => {
+                    let user_end = s + 3 + url[s + 3..at].find(':').unwrap_or(0);
+                    format!("{}:***{}", &url[..user_end], &url[at..])
+                }
+                _ => url.clone(),
+            },
+        }
+    }
+}
+
+fn strip_scheme<'a>(raw: &'a str, schemes: &[&str]) -> Option<&'a str> {
+    schemes.iter().find_map(|s| raw.strip_prefix(s))
+}
+
+/// Everything the server reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `PREFECT_SERVER_API_HOST` (default 127.0.0.1).
+    pub host: IpAddr,
+    /// `PREFECT_SERVER_API_PORT` (default 4200; 0 picks a free port).
+    pub port: u16,
+    /// `PREFECT_API_DATABASE_CONNECTION_URL` or its alias `PREFECT_DATABASE_URL`;
+    /// default: `$PREFECT_HOME/prefect-server.db`.
+    pub database: DatabaseUrl,
+    /// `PREFECT_HOME` (default `~/.prefect-server`).
+    pub home: PathBuf,
+    /// `PREFECT_SERVER_LOGGING_LEVEL` (default INFO).
+    pub log_level: String,
+    /// `PREFECT_SERVER_API_DEFAULT_LIMIT` (default 200): the largest `limit` a
+    /// filter route accepts.
+    pub default_limit: i64,
+    /// `PREFECT_SERVER_API_MAX_BODY_BYTES` (default 10 MiB): larger request
+    /// bodies are refused with 413 before they are read.
+    pub max_body_bytes: usize,
+    /// `PREFECT_SERVER_EVENTS_MAXIMUM_SIZE_BYTES` (default 1.5 MB): the largest
+    /// websocket frame accepted on `/events/in`.
+    pub max_event_bytes: usize,
+    /// `PREFECT_API_DATABASE_POOL_SIZE` (default 10, Postgres only).
+    pub pool_size: u32,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, String> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests need not touch the process
+    /// environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
+        let home = match get("PREFECT_HOME") {
+            Some(h) => PathBuf::from(expand_home(&h, &lookup)),
+            None => PathBuf::from(expand_home("~/.prefect-server", &lookup)),
+        };
+        let host: IpAddr = parse_var(&get, "PREFECT_SERVER_API_HOST", "127.0.0.1")?;
+        let port: u16 = parse_var(&get, "PREFECT_SERVER_API_PORT", "4200")?;
+        let database = match get("PREFECT_API_DATABASE_CONNECTION_URL").or_else(|| get("PREFECT_DATABASE_URL")) {
+            Some(url) => DatabaseUrl::parse(&url)
+                .map_err(|e| format!("PREFECT_API_DATABASE_CONNECTION_URL: {e}"))?,
+            None => DatabaseUrl::Sqlite(home.join("prefect-server.db")),
+        };
+        let log_level = get("PREFECT_SERVER_LOGGING_LEVEL").unwrap_or_else(|| "INFO".into());
+        if !["TRACE", "DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"]
+            .contains(&log_level.to_uppercase().as_str())
+        {
+            return Err(format!(
+                "PREFECT_SERVER_LOGGING_LEVEL: {log_level:?} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+            ));
+        }
+        let default_limit: i64 = parse_var(&get, "PREFECT_SERVER_API_DEFAULT_LIMIT", "200")?;
+        if default_limit < 1 {
+            return Err("PREFECT_SERVER_API_DEFAULT_LIMIT: must be at least 1".into());
+        }
+        let max_event_bytes = parse_var::<f64>(&get, "PREFECT_SERVER_EVENTS_MAXIMUM_SIZE_BYTES", "1500000")? as usize;
+        Ok(Settings {
+            host,
+            port,
+            database,
+            home,
+            log_level,
+            default_limit,
+            max_body_bytes: parse_var(&get, "PREFECT_SERVER_API_MAX_BODY_BYTES", "10485760")?,
+            max_event_bytes,
+            pool_size: parse_var(&get, "PREFECT_API_DATABASE_POOL_SIZE", "10")?,
+        })
+    }
+
+    pub fn bind_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+
+    /// The `tracing` filter directive for the configured level.
+    pub fn tracing_directive(&self) -> &'static str {
+        match self.log_level.to_uppercase().as_str() {
+            "TRACE" => "trace",
+            "DEBUG" => "debug",
+            "WARNING" | "WARN" => "warn",
+            "ERROR" | "CRITICAL" => "error",
+            _ => "info",
+        }
+    }
+}
+
+fn parse_var<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    key: &str,
+    default: &str,
+) -> Result<T, String> {
+    let raw = get(key).unwrap_or_else(|| default.to_owned());
+    raw.trim()
+        .parse()
+        .map_err(|_| format!("{key}: {raw:?} is not a valid value"))
+}
+
+fn expand_home(path: &str, lookup: &impl Fn(&str) -> Option<String>) -> String {
+    match path.strip_prefix("~/") {
+        Some(rest) => format!("{}/{rest}", lookup("HOME").unwrap_or_else(|| ".".into())),
+        None => path.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, String> {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_to_sqlite_under_prefect_home() {
+        let s = settings(&[("HOME", "/home/u")]).unwrap();
+        assert_eq!(s.database, DatabaseUrl::Sqlite("/home/u/.prefect-server/prefect-server.db".into()));
+        assert_eq!(s.bind_addr().to_string(), "127.0.0.1:4200");
+    }
+
+    #[test]
+    fn accepts_prefect_style_urls() {
+        for (raw, want) in [
+            ("postgresql+asyncpg://postgres@127.0.0.1:5432/db", "postgresql://postgres@127.0.0.1:5432/db"),
+            ("postgresql://u:p@h/db", "postgresql://u:p@h/db"),
+        ] {
+            assert_eq!(DatabaseUrl::parse(raw).unwrap(), DatabaseUrl::Postgres(want.into()));
+        }
+        assert_eq!(
+            DatabaseUrl::parse("sqlite+aiosqlite:////tmp/x.db").unwrap(),
+            DatabaseUrl::Sqlite("/tmp/x.db".into())
+        );
+        assert_eq!(DatabaseUrl::parse("sqlite:///rel.db").unwrap(), DatabaseUrl::Sqlite("rel.db".into()));
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+        assert!(DatabaseUrl::parse("sqlite:///:memory:").is_err());
+    }
+
+    #[test]
+    fn bad_values_are_one_line_errors() {
+        let err = settings(&[("PREFECT_SERVER_API_PORT", "http")]).unwrap_err();
+        assert_eq!(err, "PREFECT_SERVER_API_PORT: \"http\" is not a valid value");
+        assert!(settings(&[("PREFECT_SERVER_LOGGING_LEVEL", "LOUD")]).is_err());
+        assert!(settings(&[("PREFECT_DATABASE_URL", "oracle://x")]).is_err());
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        let url = DatabaseUrl::parse("postgresql://u:secret@h:5432/db").unwrap();
+        assert_eq!(url.redacted(), "postgresql://u:***@h:5432/db");
+    }
+}

@@ -1,0 +1,160 @@
+//! Database access for both backends through sqlx's `Any` driver.
+//!
+//! The log and the read models are written with portable SQL (`$n`
+//! placeholders, rewritten for SQLite). Writes go through [`Db::write_tx`]:
+//! on SQLite a single-connection pool queues writers instead of letting them
+//! fail with "database is locked"; on Postgres writers run concurrently and
+//! serialise per stream with advisory locks (see `eventlog`).
+
+pub mod sql;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, ConnectOptions, Executor, Transaction};
+
+use crate::config::DatabaseUrl;
+pub use sql::{Bind, Dialect, Sql};
+
+/// The server read model's DDL (portable between both backends).
+pub const SERVER_PROJECTION_DDL: &str = include_str!("../../projections/server/schema.sql");
+
+/// Connection pools for one database.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub dialect: Dialect,
+    read: AnyPool,
+    write: AnyPool,
+}
+
+impl Db {
+    /// Connects, creating the SQLite file (and its directory) if needed.
+    pub async fn connect(url: &DatabaseUrl, pool_size: u32) -> anyhow::Result<Db> {
+        sqlx::any::install_default_drivers();
+        match url {
+            DatabaseUrl::Postgres(url) => {
+                let opts = AnyConnectOptions::from_str(url)?.disable_statement_logging();
+                let pool = AnyPoolOptions::new()
+                    .max_connections(pool_size.max(2))
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute("SET TIME ZONE 'UTC'").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(opts)
+                    .await?;
+                Ok(Db { dialect: Dialect::Postgres, read: pool.clone(), write: pool })
+            }
+            DatabaseUrl::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let url = format!("sqlite://{}?mode=rwc", path.display());
+                let opts = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+                // One writer: writes queue on the pool (up to the acquire
+                // timeout) rather than racing for SQLite's lock.
+                let write = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(300))
+                    .after_connect(sqlite_pragmas)
+                    .connect_with(opts.clone())
+                    .await?;
+                let read = AnyPoolOptions::new()
+                    .max_connections(pool_size.max(2))
+                    .acquire_timeout(Duration::from_secs(60))
+                    .after_connect(sqlite_pragmas)
+                    .connect_with(opts)
+                    .await?;
+                Ok(Db { dialect: Dialect::Sqlite, read, write })
+            }
+        }
+    }
+
+    /// Applies the log migrations and creates the read-model tables.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self.dialect {
+            Dialect::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.write).await?,
+            Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.write).await?,
+        }
+        self.write.execute(SERVER_PROJECTION_DDL).await?;
+        Ok(())
+    }
+
+    /// The pool for queries that only read.
+    pub fn reader(&self) -> &AnyPool {
+        &self.read
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        self.write.begin().await
+    }
+
+    /// Rewrites a `$n` query for this backend.
+    pub fn q(&self, sql: &str) -> String {
+        self.dialect.rewrite(sql)
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+/// Per-connection SQLite settings: WAL (readers never block the writer),
+/// full fsync on commit (an acknowledged write survives power loss), and a
+/// busy timeout as a last resort behind the single-writer pool.
+fn sqlite_pragmas(
+    conn: &mut sqlx::AnyConnection,
+    _meta: sqlx::pool::PoolConnectionMetadata,
+) -> futures_util::future::BoxFuture<'_, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 30000; PRAGMA foreign_keys = OFF;")
+            .await?;
+        Ok(())
+    })
+}
+
+/// Binds a list of [`Bind`] values onto an `Any` query.
+pub fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    binds: &'q [Bind],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for b in binds {
+        query = match b {
+            Bind::Text(s) => query.bind(s.as_str()),
+            Bind::Int(v) => query.bind(*v),
+            Bind::Float(v) => query.bind(*v),
+            Bind::Null => query.bind(Option::<String>::None),
+        };
+    }
+    query
+}
+
+/// Is this error one a retry can cure (deadlock, serialization failure, a
+/// busy SQLite file)?
+pub fn is_retryable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            matches!(code.as_str(), "40P01" | "40001" | "5" | "6" | "261" | "517")
+                || db.message().contains("database is locked")
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => true,
+        _ => false,
+    }
+}
+
+/// Is this error a unique-constraint violation?
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => {
+            db.is_unique_violation()
+                || matches!(db.code().as_deref(), Some("23505") | Some("2067") | Some("1555"))
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,114 @@
+//! A tiny dynamic SQL builder: text plus positional binds, written once with
+//! Postgres-style `$n` placeholders and rewritten for SQLite by [`Dialect`].
+//! Filters and sorts that Prefect clients send as JSON compile into this.
+
+/// The SQL dialect of the configured backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+impl Dialect {
+    /// Rewrites `$n` placeholders to SQLite's `?n` (same numbering).
+    pub fn rewrite(self, sql: &str) -> String {
+        match self {
+            Dialect::Postgres => sql.to_owned(),
+            Dialect::Sqlite => sql.replace('$', "?"),
+        }
+    }
+
+    /// SQL that is true when the JSON-array text column `column` contains the
+    /// string bound at placeholder `placeholder` (e.g. `$3`).
+    pub fn json_array_contains(self, column: &str, placeholder: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("({column})::jsonb ? {placeholder}"),
+            Dialect::Sqlite => {
+                format!("EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.value = {placeholder})")
+            }
+        }
+    }
+
+    /// SQL that is true when the JSON-array text column `column` is empty.
+    pub fn json_array_is_empty(self, column: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("jsonb_array_length(({column})::jsonb) = 0"),
+            Dialect::Sqlite => format!("json_array_length({column}) = 0"),
+        }
+    }
+}
+
+/// One bound value. Everything in the read models is text, integer or float.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Null,
+}
+
+/// SQL text under construction with its binds, in placeholder order.
+#[derive(Debug, Clone, Default)]
+pub struct Sql {
+    pub text: String,
+    pub binds: Vec<Bind>,
+}
+
+impl Sql {
+    pub fn new(text: impl Into<String>) -> Self {
+        Sql { text: text.into(), binds: Vec::new() }
+    }
+
+    pub fn push(&mut self, s: &str) -> &mut Self {
+        self.text.push_str(s);
+        self
+    }
+
+    /// Adds a bind and returns its placeholder (`$n`) without writing it.
+    pub fn placeholder(&mut self, bind: Bind) -> String {
+        self.binds.push(bind);
+        format!("${}", self.binds.len())
+    }
+
+    /// Adds a bind and writes its placeholder.
+    pub fn push_bind(&mut self, bind: Bind) -> &mut Self {
+        let p = self.placeholder(bind);
+        self.text.push_str(&p);
+        self
+    }
+
+    /// Writes `(ph1, ph2, ...)` for a non-empty list of binds.
+    pub fn push_list(&mut self, binds: impl IntoIterator<Item = Bind>) -> &mut Self {
+        let phs: Vec<String> = binds.into_iter().map(|b| self.placeholder(b)).collect();
+        self.text.push('(');
+        self.text.push_str(&phs.join(", "));
+        self.text.push(')');
+        self
+    }
+}
+
+impl From<&str> for Bind {
+    fn from(s: &str) -> Self {
+        Bind::Text(s.to_owned())
+    }
+}
+impl From<String> for Bind {
+    fn from(s: String) -> Self {
+        Bind::Text(s)
+    }
+}
+impl From<i64> for Bind {
+    fn from(v: i64) -> Self {
+        Bind::Int(v)
+    }
+}
+impl From<f64> for Bind {
+    fn from(v: f64) -> Self {
+        Bind::Float(v)
+    }
+}
+impl<T: Into<Bind>> From<Option<T>> for Bind {
+    fn from(v: Option<T>) -> Self {
+        v.map(Into::into).unwrap_or(Bind::Null)
+    }
+}

@@ -1,0 +1,131 @@
+//! The event log: the append-only source of truth.
+//!
+//! Every state change is appended here, in the same transaction as the inline
+//! projections that the API reads back. Streams (one flow run, one task run,
+//! one flow...) carry a gapless per-stream version checked on append
+//! (optimistic concurrency); the log as a whole is followed by
+//! `(tx_id, position)` (see `docs/architecture.md`).
+
+mod store;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+pub use store::{append, head, lock_key, lock_stream, read_after, read_all_in_order, stream_version, Cursor};
+
+/// The tenant of single-tenant (OSS) mode.
+pub const DEFAULT_WORKSPACE: Uuid = Uuid::nil();
+
+/// The kinds of stream in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamType {
+    Flow,
+    FlowRun,
+    TaskRun,
+    LogBatch,
+    ClientEvent,
+}
+
+impl StreamType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamType::Flow => "flow",
+            StreamType::FlowRun => "flow_run",
+            StreamType::TaskRun => "task_run",
+            StreamType::LogBatch => "log_batch",
+            StreamType::ClientEvent => "event",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StreamType> {
+        [
+            StreamType::Flow,
+            StreamType::FlowRun,
+            StreamType::TaskRun,
+            StreamType::LogBatch,
+            StreamType::ClientEvent,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+    }
+}
+
+/// A stream: a type plus an id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamRef {
+    pub stream_type: StreamType,
+    pub id: Uuid,
+}
+
+impl StreamRef {
+    pub fn new(stream_type: StreamType, id: Uuid) -> Self {
+        StreamRef { stream_type, id }
+    }
+
+    /// The key hashed into the Postgres advisory lock for this stream.
+    pub fn lock_key(&self) -> String {
+        format!("{}:{}", self.stream_type.as_str(), self.id)
+    }
+}
+
+/// What the appender expects the stream's current version to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Append whatever the version is.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must be at exactly this version.
+    Exact(i64),
+}
+
+/// An event to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub occurred: DateTime<Utc>,
+    pub payload: Value,
+    pub correlation_id: Option<Uuid>,
+    pub causation_id: Option<Uuid>,
+}
+
+impl NewEvent {
+    pub fn new(event_id: Uuid, event_type: impl Into<String>, occurred: DateTime<Utc>, payload: Value) -> Self {
+        NewEvent {
+            event_id,
+            event_type: event_type.into(),
+            occurred,
+            payload,
+            correlation_id: None,
+            causation_id: None,
+        }
+    }
+}
+
+/// An event as stored in the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub position: i64,
+    pub tx_id: i64,
+    pub event_id: Uuid,
+    pub stream: StreamRef,
+    pub stream_version: i64,
+    pub event_type: String,
+    pub schema_version: i64,
+    pub workspace_id: Uuid,
+    pub occurred: DateTime<Utc>,
+    pub correlation_id: Option<Uuid>,
+    pub causation_id: Option<Uuid>,
+    pub payload: Value,
+}
+
+/// Why an append was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("stream {stream} is at version {actual}, expected {expected:?}")]
+    WrongExpectedVersion { stream: String, expected: ExpectedVersion, actual: i64 },
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}

@@ -1,0 +1,221 @@
+//! SQL for appending to and reading the log, per backend.
+
+use serde_json::Value;
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+use super::{AppendError, ExpectedVersion, NewEvent, RecordedEvent, StreamRef, StreamType, DEFAULT_WORKSPACE};
+use crate::db::Dialect;
+use crate::time::{fmt_ts, parse_ts};
+
+/// A follower's place in the log: `(tx_id, position)`. On SQLite `tx_id` is
+/// always 0 and positions are commit-ordered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    pub tx_id: i64,
+    pub position: i64,
+}
+
+/// Takes the per-stream lock (Postgres) for the rest of the transaction.
+///
+/// Advisory locks assign no transaction id, so a writer that waits here gets
+/// its xid only after the previous writer of the stream committed: per-stream
+/// order and `(tx_id, position)` order agree.
+pub async fn lock_stream(conn: &mut AnyConnection, dialect: Dialect, stream: &StreamRef) -> Result<(), sqlx::Error> {
+    lock_key(conn, dialect, &stream.lock_key()).await
+}
+
+/// Takes a transaction-scoped lock on an arbitrary key (Postgres; SQLite's
+/// single writer already serialises every write transaction). Used for
+/// uniqueness decisions such as "one flow per name".
+pub async fn lock_key(conn: &mut AnyConnection, dialect: Dialect, key: &str) -> Result<(), sqlx::Error> {
+    if dialect == Dialect::Postgres {
+        sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) AS l")
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The stream's current version (0 when it has no events).
+pub async fn stream_version(conn: &mut AnyConnection, dialect: Dialect, stream: &StreamRef) -> Result<i64, sqlx::Error> {
+    let sql = match dialect {
+        Dialect::Postgres => "SELECT COALESCE(MAX(stream_version), 0)::BIGINT FROM es_events WHERE stream_type = $1 AND stream_id = $2::uuid",
+        Dialect::Sqlite => "SELECT COALESCE(MAX(stream_version), 0) FROM es_events WHERE stream_type = ?1 AND stream_id = ?2",
+    };
+    let row = sqlx::query(sql)
+        .bind(stream.stream_type.as_str())
+        .bind(stream.id.to_string())
+        .fetch_one(&mut *conn)
+        .await?;
+    row.try_get::<i64, _>(0)
+}
+
+async fn already_appended(conn: &mut AnyConnection, dialect: Dialect, event_id: Uuid) -> Result<bool, sqlx::Error> {
+    let sql = match dialect {
+        Dialect::Postgres => "SELECT 1 FROM es_events WHERE event_id = $1::uuid",
+        Dialect::Sqlite => "SELECT 1 FROM es_events WHERE event_id = ?1",
+    };
+    Ok(sqlx::query(sql).bind(event_id.to_string()).fetch_optional(&mut *conn).await?.is_some())
+}
+
+/// Appends `events` to `stream` inside the caller's transaction, after taking
+/// the stream lock and checking `expected`. Events whose id is already in the
+/// log are skipped (clients resend); the appended ones are returned.
+pub async fn append(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    stream: StreamRef,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> Result<Vec<RecordedEvent>, AppendError> {
+    lock_stream(conn, dialect, &stream).await?;
+    let mut version = stream_version(conn, dialect, &stream).await?;
+    let ok = match expected {
+        ExpectedVersion::Any => true,
+        ExpectedVersion::NoStream => version == 0,
+        ExpectedVersion::Exact(n) => version == n,
+    };
+    if !ok {
+        return Err(AppendError::WrongExpectedVersion { stream: stream.lock_key(), expected, actual: version });
+    }
+    let insert = match dialect {
+        Dialect::Postgres => "INSERT INTO es_events (event_id, stream_type, stream_id, stream_version, event_type, workspace_id, occurred, correlation_id, causation_id, payload) \
+             VALUES ($1::uuid, $2, $3::uuid, $4, $5, $6::uuid, $7::timestamptz, $8::uuid, $9::uuid, $10::json) \
+             RETURNING position, tx_id::text::bigint AS tx_id",
+        Dialect::Sqlite => "INSERT INTO es_events (event_id, stream_type, stream_id, stream_version, event_type, workspace_id, occurred, correlation_id, causation_id, payload) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING position, tx_id",
+    };
+    let mut recorded = Vec::with_capacity(events.len());
+    for ev in events {
+        if already_appended(conn, dialect, ev.event_id).await? {
+            continue;
+        }
+        version += 1;
+        let row = sqlx::query(insert)
+            .bind(ev.event_id.to_string())
+            .bind(stream.stream_type.as_str())
+            .bind(stream.id.to_string())
+            .bind(version)
+            .bind(ev.event_type.as_str())
+            .bind(DEFAULT_WORKSPACE.to_string())
+            .bind(fmt_ts(ev.occurred))
+            .bind(ev.correlation_id.map(|u| u.to_string()))
+            .bind(ev.causation_id.map(|u| u.to_string()))
+            .bind(ev.payload.to_string())
+            .fetch_one(&mut *conn)
+            .await?;
+        recorded.push(RecordedEvent {
+            position: row.try_get("position")?,
+            tx_id: row.try_get("tx_id")?,
+            event_id: ev.event_id,
+            stream,
+            stream_version: version,
+            event_type: ev.event_type,
+            schema_version: 1,
+            workspace_id: DEFAULT_WORKSPACE,
+            occurred: ev.occurred,
+            correlation_id: ev.correlation_id,
+            causation_id: ev.causation_id,
+            payload: ev.payload,
+        });
+    }
+    Ok(recorded)
+}
+
+fn select_columns(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => "position, tx_id::text::bigint AS tx_id, event_id::text AS event_id, stream_type, stream_id::text AS stream_id, \
+            stream_version, event_type, schema_version::bigint AS schema_version, workspace_id::text AS workspace_id, \
+            to_char(occurred AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS occurred, \
+            correlation_id::text AS correlation_id, causation_id::text AS causation_id, payload::text AS payload",
+        Dialect::Sqlite => "position, tx_id, event_id, stream_type, stream_id, stream_version, event_type, schema_version, \
+            workspace_id, occurred, correlation_id, causation_id, payload",
+    }
+}
+
+fn decode(row: &sqlx::any::AnyRow) -> Result<RecordedEvent, sqlx::Error> {
+    let uuid = |s: String| Uuid::parse_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)));
+    let opt_uuid = |s: Option<String>| s.map(uuid).transpose();
+    let stream_type: String = row.try_get("stream_type")?;
+    let stream_type = StreamType::parse(&stream_type)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown stream type {stream_type}").into()))?;
+    let occurred: String = row.try_get("occurred")?;
+    let payload: String = row.try_get("payload")?;
+    Ok(RecordedEvent {
+        position: row.try_get("position")?,
+        tx_id: row.try_get("tx_id")?,
+        event_id: uuid(row.try_get("event_id")?)?,
+        stream: StreamRef::new(stream_type, uuid(row.try_get("stream_id")?)?),
+        stream_version: row.try_get("stream_version")?,
+        event_type: row.try_get("event_type")?,
+        schema_version: row.try_get("schema_version")?,
+        workspace_id: uuid(row.try_get("workspace_id")?)?,
+        occurred: parse_ts(&occurred)
+            .ok_or_else(|| sqlx::Error::Decode(format!("bad timestamp {occurred}").into()))?,
+        correlation_id: opt_uuid(row.try_get("correlation_id")?)?,
+        causation_id: opt_uuid(row.try_get("causation_id")?)?,
+        payload: serde_json::from_str::<Value>(&payload).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+    })
+}
+
+/// Reads up to `limit` committed events after `cursor`, in follow order.
+///
+/// On Postgres only events of transactions older than every transaction still
+/// in flight are returned (`tx_id < pg_snapshot_xmin`), so an event that
+/// commits late can never fall behind a cursor that has already passed it.
+pub async fn read_after(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    cursor: Cursor,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    let sql = match dialect {
+        Dialect::Postgres => format!(
+            "SELECT {} FROM es_events \
+             WHERE (tx_id, position) > ($1::text::xid8, $2) \
+               AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY tx_id, position LIMIT $3",
+            select_columns(dialect)
+        ),
+        Dialect::Sqlite => format!(
+            "SELECT {} FROM es_events WHERE position > ?1 ORDER BY position LIMIT ?2",
+            select_columns(dialect)
+        ),
+    };
+    let query = match dialect {
+        Dialect::Postgres => sqlx::query(&sql).bind(cursor.tx_id.to_string()),
+        Dialect::Sqlite => sqlx::query(&sql),
+    };
+    let rows = query.bind(cursor.position).bind(limit).fetch_all(&mut *conn).await?;
+    rows.iter().map(decode).collect()
+}
+
+/// Reads a page of the whole log in replay order (by position), for
+/// rebuilding read models when no writer is running.
+pub async fn read_all_in_order(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    after_position: i64,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {} FROM es_events WHERE position > $1 ORDER BY position LIMIT $2",
+        select_columns(dialect)
+    );
+    let rows = sqlx::query(&dialect.rewrite(&sql))
+        .bind(after_position)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
+/// The highest position in the log (0 when empty).
+pub async fn head(conn: &mut AnyConnection) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query("SELECT CAST(COALESCE(MAX(position), 0) AS BIGINT) FROM es_events")
+        .fetch_one(&mut *conn)
+        .await?;
+    row.try_get::<i64, _>(0)
+}

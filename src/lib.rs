@@ -1,0 +1,28 @@
+//! prefect-server: an event-sourced, drop-in replacement for the Prefect 3
+//! orchestration server.
+//!
+//! # Layout
+//! - [`config`]: typed settings from `PREFECT_*` variables.
+//! - [`eventlog`]: the append-only log, the source of truth.
+//! - [`orchestration`]: Prefect's state rules as pure functions.
+//! - [`commands`]: write paths: lock, decide, append, project inline.
+//! - [`projections`]: read models built from the log (`server`).
+//! - [`server_model`]: queries over the server read model, Prefect's JSON shapes.
+//! - [`api`]: the HTTP and WebSocket surface, one module per Prefect router.
+//! - [`replay`]: rebuilding a read model from the log.
+//! - [`startup`]: wiring it all into a running server.
+
+pub mod api;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod eventlog;
+pub mod orchestration;
+pub mod projections;
+pub mod replay;
+pub mod server_events;
+pub mod server_model;
+pub mod startup;
+pub mod telemetry;
+pub mod time;

@@ -1,0 +1,8 @@
+//! Prefect's orchestration rules as pure functions: given a run's current
+//! state and a proposed state, decide ACCEPT / REJECT / WAIT / ABORT and the
+//! run's bookkeeping. No I/O: commands load what the rules need first.
+
+pub mod flow_policy;
+pub mod outcome;
+pub mod states;
+pub mod task_policy;

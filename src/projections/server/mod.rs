@@ -1,0 +1,139 @@
+//! The server read model: applies one recorded event to the flow, flow-run,
+//! task-run, state and log tables. Deterministic: everything comes from the
+//! event, so replaying the log rebuilds the same rows.
+
+mod flow_runs;
+mod flows;
+mod logs;
+mod task_run_recorder;
+mod task_runs;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sqlx::AnyConnection;
+use tracing::Instrument;
+
+use crate::db::{bind_all, Bind, Dialect};
+use crate::eventlog::{RecordedEvent, StreamType};
+
+/// Why an event could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("event {0} has a malformed payload: {1}")]
+    Payload(uuid::Uuid, serde_json::Error),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// The tables of this model, in an order safe for truncation.
+pub const TABLES: &[&str] = &["log", "task_run_state_cache", "task_run_state", "task_run", "flow_run_state", "flow_run", "flow"];
+
+/// Applies one event to the server model.
+pub async fn apply(conn: &mut AnyConnection, dialect: Dialect, event: &RecordedEvent) -> Result<(), ProjectionError> {
+    let span = tracing::trace_span!("project", event_type = %event.event_type, position = event.position);
+    async move {
+        match event.stream.stream_type {
+            StreamType::Flow => flows::apply(conn, dialect, event).await,
+            StreamType::FlowRun => flow_runs::apply(conn, dialect, event).await,
+            StreamType::TaskRun => task_runs::apply(conn, dialect, event).await,
+            StreamType::LogBatch => logs::apply(conn, dialect, event).await,
+            StreamType::ClientEvent => Ok(()),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn payload<T: DeserializeOwned>(event: &RecordedEvent) -> Result<T, ProjectionError> {
+    serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Payload(event.event_id, e))
+}
+
+/// Runs `$n` SQL with binds.
+async fn exec(conn: &mut AnyConnection, dialect: Dialect, sql: &str, binds: &[Bind]) -> Result<u64, sqlx::Error> {
+    let sql = dialect.rewrite(sql);
+    Ok(bind_all(sqlx::query(&sql), binds).execute(&mut *conn).await?.rows_affected())
+}
+
+/// A JSON value as stored in a text column.
+fn json_text(v: &Value) -> Bind {
+    Bind::Text(v.to_string())
+}
+
+fn opt_uuid(v: Option<uuid::Uuid>) -> Bind {
+    v.map(|u| u.to_string()).into()
+}
+
+fn opt_ts(v: Option<chrono::DateTime<chrono::Utc>>) -> Bind {
+    v.map(crate::time::fmt_ts).into()
+}
+
+/// Writes `changes` (column → JSON value) to `table` for row `id`, allowing
+/// only `columns`; JSON objects and arrays go to text columns as JSON.
+async fn update_columns(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    table: &str,
+    id: &str,
+    changes: &serde_json::Map<String, Value>,
+    columns: &[&str],
+    updated: String,
+    version: i64,
+) -> Result<(), sqlx::Error> {
+    let mut sets = vec!["updated = $1".to_owned(), "version = $2".to_owned()];
+    let mut binds = vec![Bind::Text(updated), Bind::Int(version)];
+    for (col, value) in changes {
+        if !columns.contains(&col.as_str()) {
+            continue;
+        }
+        let bind = match value {
+            Value::Null => Bind::Null,
+            Value::String(s) => Bind::Text(s.clone()),
+            Value::Bool(b) => Bind::Int(*b as i64),
+            Value::Number(n) if n.is_i64() => Bind::Int(n.as_i64().unwrap_or(0)),
+            Value::Number(n) => Bind::Float(n.as_f64().unwrap_or(0.0)),
+            other => Bind::Text(other.to_string()),
+        };
+        binds.push(bind);
+        sets.push(format!("{col} = ${}", binds.len()));
+    }
+    binds.push(Bind::Text(id.to_owned()));
+    let sql = format!("UPDATE {table} SET {} WHERE id = ${}", sets.join(", "), binds.len());
+    exec(conn, dialect, &sql, &binds).await?;
+    Ok(())
+}
+
+/// Inserts a state row into `table` (`flow_run_state` / `task_run_state`);
+/// a state id already present is left alone.
+async fn insert_state(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    table: &str,
+    run_column: &str,
+    run_id: &str,
+    state: &crate::orchestration::states::State,
+    created: String,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO {table} (id, {run_column}, created, type, name, timestamp, message, state_details, data) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"
+    );
+    let details = serde_json::to_value(&state.state_details).unwrap_or(Value::Null);
+    exec(
+        conn,
+        dialect,
+        &sql,
+        &[
+            Bind::Text(state.id.to_string()),
+            Bind::Text(run_id.to_owned()),
+            Bind::Text(created),
+            Bind::Text(state.state_type.as_str().to_owned()),
+            Bind::Text(state.name.clone()),
+            Bind::Text(crate::time::fmt_ts(state.timestamp)),
+            state.message.clone().into(),
+            json_text(&details),
+            state.data.as_ref().map(|d| d.to_string()).into(),
+        ],
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,357 @@
+//! Pieces shared by every filter: the operator, state types, timestamps as
+//! Prefect accepts them, and the condition-building context.
+
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+use crate::db::sql::{Bind, Dialect, Sql};
+
+/// SQL that is always true / always false (portable to both backends).
+pub const TRUE: &str = "1 = 1";
+pub const FALSE: &str = "1 = 0";
+
+/// How a filter combines its criteria (`and_` unless told otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum Operator {
+    #[default]
+    #[serde(rename = "and_")]
+    And,
+    #[serde(rename = "or_")]
+    Or,
+}
+
+/// Prefect's `StateType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StateType {
+    Scheduled,
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    Crashed,
+    Paused,
+    Cancelling,
+}
+
+impl StateType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateType::Scheduled => "SCHEDULED",
+            StateType::Pending => "PENDING",
+            StateType::Running => "RUNNING",
+            StateType::Completed => "COMPLETED",
+            StateType::Failed => "FAILED",
+            StateType::Cancelled => "CANCELLED",
+            StateType::Crashed => "CRASHED",
+            StateType::Paused => "PAUSED",
+            StateType::Cancelling => "CANCELLING",
+        }
+    }
+}
+
+/// A datetime as Prefect's filters accept it (ISO 8601 / RFC 3339 text, a
+/// date alone, zone-less text taken as UTC, or Unix seconds / milliseconds),
+/// held in the read model's text form: UTC, six fractional digits, `Z`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub String);
+
+impl Timestamp {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Parses what pydantic accepts for a `datetime` field (lax mode).
+    pub fn parse(s: &str) -> Option<Timestamp> {
+        parse_datetime(s).map(|dt| Timestamp(format_ts(dt)))
+    }
+
+    fn from_unix(v: f64) -> Option<Timestamp> {
+        // pydantic: magnitudes above 2e10 are milliseconds, otherwise seconds.
+        let secs = if v.abs() > 2e10 { v / 1000.0 } else { v };
+        if !secs.is_finite() {
+            return None;
+        }
+        let micros = (secs * 1_000_000.0).round() as i64;
+        DateTime::<Utc>::from_timestamp_micros(micros).map(|dt| Timestamp(format_ts(dt)))
+    }
+}
+
+/// The read model's timestamp text: UTC with exactly six fractional digits.
+pub fn format_ts(dt: DateTime<Utc>) -> String {
+    dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
+        return Some(dt.with_timezone(&Utc));
+    }
+    let s = s.trim();
+    let bytes = s.as_bytes();
+    if bytes.len() < 10 || !s.is_char_boundary(10) {
+        return None;
+    }
+    let date = NaiveDate::parse_from_str(&s[..10], "%Y-%m-%d").ok()?;
+    if bytes.len() == 10 {
+        return Some(date.and_hms_opt(0, 0, 0)?.and_utc());
+    }
+    if !matches!(bytes[10], b'T' | b't' | b' ' | b'_') {
+        return None;
+    }
+    let rest = &s[11..];
+    // Split the time from the zone designator.
+    let tz_at = rest.find(['Z', 'z', '+', '-']).unwrap_or(rest.len());
+    let (time_s, zone_s) = rest.split_at(tz_at);
+    let time = parse_time(time_s)?;
+    let naive = NaiveDateTime::new(date, time);
+    let offset = parse_zone(zone_s)?;
+    let local = offset.from_local_datetime(&naive).single()?;
+    Some(local.with_timezone(&Utc))
+}
+
+fn parse_time(s: &str) -> Option<NaiveTime> {
+    let (hms, frac) = match s.find(['.', ',']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let parts: Vec<&str> = hms.split(':').collect();
+    let num = |p: &str| -> Option<u32> {
+        if p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()) {
+            p.parse().ok()
+        } else {
+            None
+        }
+    };
+    let (h, m, sec) = match parts.as_slice() {
+        [h, m] if frac.is_none() => (num(h)?, num(m)?, 0),
+        [h, m, sec] => (num(h)?, num(m)?, num(sec)?),
+        _ => return None,
+    };
+    let micros = match frac {
+        None => 0,
+        Some(f) if !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()) => {
+            // Truncate to microseconds, as pydantic does.
+            let mut digits: String = f.chars().take(6).collect();
+            while digits.len() < 6 {
+                digits.push('0');
+            }
+            digits.parse().ok()?
+        }
+        Some(_) => return None,
+    };
+    NaiveTime::from_hms_micro_opt(h, m, sec, micros)
+}
+
+fn parse_zone(s: &str) -> Option<FixedOffset> {
+    if s.is_empty() || s == "Z" || s == "z" {
+        return FixedOffset::east_opt(0);
+    }
+    let sign = match s.as_bytes()[0] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let digits: String = s[1..].chars().filter(|c| *c != ':').collect();
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (h, m): (i32, i32) = match digits.len() {
+        2 => (digits.parse().ok()?, 0),
+        4 => (digits[..2].parse().ok()?, digits[2..].parse().ok()?),
+        _ => return None,
+    };
+    if h > 23 || m > 59 {
+        return None;
+    }
+    FixedOffset::east_opt(sign * (h * 3600 + m * 60))
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a datetime (ISO 8601 text or Unix time)")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Timestamp, E> {
+                if let Ok(v) = s.trim().parse::<f64>() {
+                    return Timestamp::from_unix(v).ok_or_else(|| E::custom("Input should be a valid datetime"));
+                }
+                Timestamp::parse(s).ok_or_else(|| {
+                    E::custom(format!("Input should be a valid datetime, got {s:?}"))
+                })
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Timestamp, E> {
+                Timestamp::from_unix(v as f64).ok_or_else(|| E::custom("Input should be a valid datetime"))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Timestamp, E> {
+                Timestamp::from_unix(v as f64).ok_or_else(|| E::custom("Input should be a valid datetime"))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Timestamp, E> {
+                Timestamp::from_unix(v).ok_or_else(|| E::custom("Input should be a valid datetime"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Condition building: the statement's binds plus the dialect and a counter
+/// for fresh subquery aliases.
+pub(crate) struct Ctx<'a> {
+    pub sql: &'a mut Sql,
+    pub dialect: Dialect,
+    aliases: usize,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(sql: &'a mut Sql, dialect: Dialect) -> Self {
+        Ctx { sql, dialect, aliases: 0 }
+    }
+
+    /// Adds a bind, returning its placeholder.
+    pub fn bind(&mut self, b: impl Into<Bind>) -> String {
+        self.sql.placeholder(b.into())
+    }
+
+    /// A fresh table alias for a subquery (`base_1`, `base_2`, ...).
+    pub fn alias(&mut self, base: &str) -> String {
+        self.aliases += 1;
+        format!("{base}_{}", self.aliases)
+    }
+
+    /// `col IN (...)`; an empty list matches nothing, as SQL's empty IN does
+    /// in Prefect (SQLAlchemy renders it as an always-false expression).
+    pub fn in_list<S: AsRef<str>>(&mut self, col: &str, items: &[S]) -> String {
+        if items.is_empty() {
+            return FALSE.to_owned();
+        }
+        format!("{col} IN {}", self.list(items))
+    }
+
+    /// `col NOT IN (...)` for a non-empty list (callers skip empty ones, as Prefect does).
+    pub fn not_in_list<S: AsRef<str>>(&mut self, col: &str, items: &[S]) -> String {
+        format!("{col} NOT IN {}", self.list(items))
+    }
+
+    fn list<S: AsRef<str>>(&mut self, items: &[S]) -> String {
+        let phs: Vec<String> = items.iter().map(|s| self.bind(s.as_ref())).collect();
+        format!("({})", phs.join(", "))
+    }
+
+    /// `name ILIKE '%x%'` (Prefect's `like_`; `%` and `_` in x stay wildcards).
+    pub fn ilike_contains(&mut self, col: &str, needle: &str) -> String {
+        let p = self.bind(format!("%{needle}%"));
+        match self.dialect {
+            Dialect::Postgres => format!("{col} ILIKE {p}"),
+            // What SQLAlchemy renders for ILIKE on SQLite.
+            Dialect::Sqlite => format!("lower({col}) LIKE lower({p})"),
+        }
+    }
+
+    /// JSON-array tag criteria shared by flows, flow runs and task runs.
+    pub fn tags(&mut self, col: &str, all: Option<&[String]>, any: Option<&[String]>, is_null: Option<bool>) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(all) = all.filter(|a| !a.is_empty()) {
+            let parts: Vec<String> = dedup(all)
+                .iter()
+                .map(|t| {
+                    let p = self.bind(t.as_str());
+                    self.dialect.json_array_contains(col, &p)
+                })
+                .collect();
+            out.push(parts.join(" AND "));
+        }
+        if let Some(any) = any {
+            if any.is_empty() {
+                out.push(FALSE.to_owned());
+            } else {
+                let parts: Vec<String> = dedup(any)
+                    .iter()
+                    .map(|t| {
+                        let p = self.bind(t.as_str());
+                        self.dialect.json_array_contains(col, &p)
+                    })
+                    .collect();
+                out.push(format!("({})", parts.join(" OR ")));
+            }
+        }
+        if let Some(is_null) = is_null {
+            let empty = self.dialect.json_array_is_empty(col);
+            out.push(if is_null { empty } else { format!("NOT ({empty})") });
+        }
+        out
+    }
+
+    /// `before_` / `after_` (inclusive) and `is_null_` on a timestamp column.
+    pub fn time_range(
+        &mut self,
+        expr: &str,
+        before: Option<&Timestamp>,
+        after: Option<&Timestamp>,
+        is_null_col: Option<(&str, Option<bool>)>,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(b) = before {
+            let p = self.bind(b.as_str());
+            out.push(format!("{expr} <= {p}"));
+        }
+        if let Some(a) = after {
+            let p = self.bind(a.as_str());
+            out.push(format!("{expr} >= {p}"));
+        }
+        if let Some((col, Some(is_null))) = is_null_col {
+            out.push(null_check(col, is_null));
+        }
+        out
+    }
+}
+
+fn dedup(items: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for i in items {
+        if !out.contains(i) {
+            out.push(i.clone());
+        }
+    }
+    out
+}
+
+pub(crate) fn null_check(col: &str, is_null: bool) -> String {
+    if is_null {
+        format!("{col} IS NULL")
+    } else {
+        format!("{col} IS NOT NULL")
+    }
+}
+
+/// Combines criteria the way Prefect's filter base classes do: no criteria is
+/// TRUE, one is itself, several are joined by the operator.
+pub(crate) fn combine(parts: Vec<String>, op: Operator) -> String {
+    match parts.len() {
+        0 => TRUE.to_owned(),
+        1 => parts.into_iter().next().unwrap_or_default(),
+        _ => {
+            let joiner = match op {
+                Operator::And => " AND ",
+                Operator::Or => " OR ",
+            };
+            let wrapped: Vec<String> = parts.into_iter().map(|p| format!("({p})")).collect();
+            wrapped.join(joiner)
+        }
+    }
+}
+
+pub(crate) fn op(o: Option<Operator>) -> Operator {
+    o.unwrap_or_default()
+}
+
+pub(crate) fn uuids(v: &[uuid::Uuid]) -> Vec<String> {
+    v.iter().map(|u| u.hyphenated().to_string()).collect()
+}
+
+pub(crate) fn state_types(v: &[StateType]) -> Vec<&'static str> {
+    v.iter().map(|s| s.as_str()).collect()
+}

@@ -1,0 +1,266 @@
+//! `LogFilter` (prefect/server/schemas/filters.py) and its SQL, including
+//! Prefect's text-search query syntax (server/utilities/text_search_parser.py).
+
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::common::{combine, null_check, op, uuids, Ctx, Operator, Timestamp};
+use super::FilterError;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFilter {
+    pub operator: Option<Operator>,
+    pub level: Option<LogFilterLevel>,
+    pub timestamp: Option<LogFilterTimestamp>,
+    pub flow_run_id: Option<LogFilterFlowRunId>,
+    pub task_run_id: Option<LogFilterTaskRunId>,
+    pub text: Option<LogFilterTextSearch>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFilterLevel {
+    pub ge_: Option<i64>,
+    pub le_: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFilterTimestamp {
+    pub before_: Option<Timestamp>,
+    pub after_: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFilterFlowRunId {
+    pub any_: Option<Vec<Uuid>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFilterTaskRunId {
+    pub any_: Option<Vec<Uuid>>,
+    pub is_null_: Option<bool>,
+}
+
+/// `query` is required and at most 200 characters (checked by
+/// [`LogFilter::validate`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFilterTextSearch {
+    pub query: String,
+}
+
+/// Maximum length of a log text-search query.
+pub const TEXT_QUERY_MAX_CHARS: usize = 200;
+
+impl LogFilter {
+    /// Checks constraints serde cannot express; `loc` is where this filter
+    /// sits in the request (e.g. `["body", "logs"]`).
+    pub fn validate(&self, loc: &[&str]) -> Result<(), FilterError> {
+        if let Some(text) = &self.text {
+            if text.query.chars().count() > TEXT_QUERY_MAX_CHARS {
+                let mut l: Vec<String> = loc.iter().map(|s| s.to_string()).collect();
+                l.extend(["text".to_owned(), "query".to_owned()]);
+                return Err(FilterError::Invalid {
+                    loc: l,
+                    msg: format!("String should have at most {TEXT_QUERY_MAX_CHARS} characters"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The filter as a condition on the `log` table (or alias) `t`.
+    pub(crate) fn to_sql(&self, ctx: &mut Ctx, t: &str) -> String {
+        let mut parts = Vec::new();
+        if let Some(f) = &self.level {
+            let mut p = Vec::new();
+            if let Some(ge) = f.ge_ {
+                let ph = ctx.bind(ge);
+                p.push(format!("{t}.level >= {ph}"));
+            }
+            if let Some(le) = f.le_ {
+                let ph = ctx.bind(le);
+                p.push(format!("{t}.level <= {ph}"));
+            }
+            parts.push(combine(p, Operator::And));
+        }
+        if let Some(f) = &self.timestamp {
+            let col = format!("{t}.timestamp");
+            let p = ctx.time_range(&col, f.before_.as_ref(), f.after_.as_ref(), None);
+            parts.push(combine(p, Operator::And));
+        }
+        if let Some(f) = &self.flow_run_id {
+            let mut p = Vec::new();
+            if let Some(any) = &f.any_ {
+                p.push(ctx.in_list(&format!("{t}.flow_run_id"), &uuids(any)));
+            }
+            parts.push(combine(p, Operator::And));
+        }
+        if let Some(f) = &self.task_run_id {
+            let col = format!("{t}.task_run_id");
+            let mut p = Vec::new();
+            if let Some(any) = &f.any_ {
+                p.push(ctx.in_list(&col, &uuids(any)));
+            }
+            if let Some(is_null) = f.is_null_ {
+                p.push(null_check(&col, is_null));
+            }
+            parts.push(combine(p, Operator::And));
+        }
+        if let Some(f) = &self.text {
+            // Prefect splices these criteria straight into the log filter's
+            // own list, so the log filter's operator applies to them.
+            parts.extend(text_search_sql(ctx, t, &f.query));
+        }
+        combine(parts, op(self.operator))
+    }
+}
+
+fn text_search_sql(ctx: &mut Ctx, t: &str, query: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if query.trim().is_empty() {
+        return out;
+    }
+    let parsed = parse_text_search_query(query);
+    let searchable = format!("lower({t}.message || ' ' || {t}.name)");
+    let contains = |ctx: &mut Ctx, term: &str, negate: bool| {
+        let p = ctx.bind(format!("%{}%", escape_like(&term.to_lowercase())));
+        let not = if negate { "NOT " } else { "" };
+        format!("{searchable} {not}LIKE {p} ESCAPE '/'")
+    };
+    if !parsed.include.is_empty() {
+        let c: Vec<String> = parsed.include.iter().map(|x| contains(ctx, x, false)).collect();
+        out.push(combine(c, Operator::Or));
+    }
+    if !parsed.exclude.is_empty() {
+        let c: Vec<String> = parsed.exclude.iter().map(|x| contains(ctx, x, true)).collect();
+        out.push(combine(c, Operator::And));
+    }
+    if !parsed.required.is_empty() {
+        let c: Vec<String> = parsed.required.iter().map(|x| contains(ctx, x, false)).collect();
+        out.push(combine(c, Operator::And));
+    }
+    out
+}
+
+/// SQLAlchemy's `contains(..., autoescape=True)` escaping with `/`.
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '/' | '%' | '_') {
+            out.push('/');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A parsed text-search query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextSearchQuery {
+    /// Any of these (OR).
+    pub include: Vec<String>,
+    /// None of these (`-term` / `!term`).
+    pub exclude: Vec<String>,
+    /// All of these (`+term`).
+    pub required: Vec<String>,
+}
+
+/// Port of Prefect's `parse_text_search_query`: space-separated terms,
+/// `-`/`!`/`+` prefixes, quoted phrases with `\"` and `\\` escapes.
+pub fn parse_text_search_query(query: &str) -> TextSearchQuery {
+    let mut result = TextSearchQuery::default();
+    if query.trim().is_empty() {
+        return result;
+    }
+    let q: Vec<char> = query.chars().collect();
+    let n = q.len();
+    let mut i = 0;
+    while i < n {
+        if q[i].is_whitespace() {
+            i += 1;
+            continue;
+        }
+        let mut prefix = None;
+        if matches!(q[i], '-' | '!' | '+') {
+            let prefix_char = q[i];
+            i += 1;
+            if i < n && !q[i].is_whitespace() {
+                prefix = Some(prefix_char);
+            } else {
+                continue;
+            }
+        }
+        let bucket = |r: &mut TextSearchQuery, s: String| match prefix {
+            Some('-') | Some('!') => r.exclude.push(s),
+            Some('+') => r.required.push(s),
+            _ => r.include.push(s),
+        };
+        if i < n && q[i] == '"' {
+            i += 1;
+            let start = i;
+            while i < n {
+                if q[i] == '\\' && i + 1 < n {
+                    i += 2;
+                } else if q[i] == '"' {
+                    break;
+                } else {
+                    i += 1;
+                }
+            }
+            let end = i.min(n);
+            let phrase: String = q[start..end].iter().collect();
+            if i < n {
+                i += 1;
+            }
+            let phrase = unescape_phrase(&phrase);
+            if !phrase.trim().is_empty() {
+                bucket(&mut result, phrase);
+            }
+            continue;
+        }
+        if i < n {
+            let start = i;
+            while i < n && !q[i].is_whitespace() && q[i] != '"' {
+                i += 1;
+            }
+            let term: String = q[start..i].iter().collect();
+            if !term.is_empty() {
+                bucket(&mut result, term);
+            }
+        }
+    }
+    result
+}
+
+fn unescape_phrase(phrase: &str) -> String {
+    let p: Vec<char> = phrase.chars().collect();
+    let mut out = String::with_capacity(phrase.len());
+    let mut i = 0;
+    while i < p.len() {
+        if p[i] == '\\' && i + 1 < p.len() {
+            match p[i + 1] {
+                '"' => {
+                    out.push('"');
+                    i += 2;
+                }
+                '\\' => {
+                    out.push('\\');
+                    i += 2;
+                }
+                _ => {
+                    out.push('\\');
+                    i += 1;
+                }
+            }
+        } else {
+            out.push(p[i]);
+            i += 1;
+        }
+    }
+    out
+}

@@ -1,0 +1,104 @@
+//! `/events/in`: the client's task-run events become task runs.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::both_backends;
+use crate::helpers::TestApp;
+
+fn task_event(id: &str, task_run_id: &str, flow_run_id: &str, state_type: &str, name: &str, occurred: &str) -> Value {
+    json!({
+        "occurred": occurred,
+        "event": format!("prefect.task-run.{name}"),
+        "resource": {
+            "prefect.resource.id": format!("prefect.task-run.{task_run_id}"),
+            "prefect.resource.name": "my-task-abc",
+            "prefect.state-name": name,
+            "prefect.state-type": state_type,
+            "prefect.orchestration": "client"
+        },
+        "related": [{"prefect.resource.id": format!("prefect.flow-run.{flow_run_id}"), "prefect.resource.role": "flow-run"}],
+        "payload": {
+            "intended": {"from": null, "to": state_type},
+            "initial_state": null,
+            "validated_state": {"type": state_type, "name": name, "message": "", "state_details": {}, "data": null},
+            "task_run": {"name": "my-task-abc", "task_key": "my-task-1234", "dynamic_key": "abc", "empirical_policy": {"retries": 0},
+                         "tags": [], "labels": {}, "task_inputs": {}, "run_count": if state_type == "PENDING" { 0 } else { 1 },
+                         "flow_run_run_count": 1, "expected_start_time": "2026-11-23T07:58:33.380691Z", "total_run_time": 0.0}
+        },
+        "id": id,
+        "follows": null
+    })
+}
+
+async fn connect(app: &TestApp) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = app.url("/events/in").replacen("http://", "ws://", 1);
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert("Sec-WebSocket-Protocol", "prefect".parse().unwrap());
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(resp.headers().get("sec-websocket-protocol").unwrap(), "prefect");
+    ws.send(Message::text(r#"{"type":"auth","token":null}"#)).await.unwrap();
+    let reply = ws.next().await.unwrap().unwrap();
+    assert_eq!(reply.into_text().unwrap().as_str(), r#"{"type":"auth_success"}"#);
+    ws
+}
+
+both_backends!(task_run_events_record_task_runs_newest_state_wins, |app: TestApp| async move {
+    let flow_id = app.create_flow("evented").await;
+    let run = app.create_flow_run(&flow_id).await;
+    let fr = run["id"].as_str().unwrap().to_owned();
+    let tr = uuid::Uuid::now_v7().to_string();
+    let e1 = uuid::Uuid::now_v7().to_string();
+    let e2 = uuid::Uuid::now_v7().to_string();
+    let e3 = uuid::Uuid::now_v7().to_string();
+    let mut ws = connect(&app).await;
+    // Completed arrives before Running; Running is older and must not win.
+    for ev in [
+        task_event(&e1, &tr, &fr, "PENDING", "Pending", "2026-11-23T07:58:33.000000Z"),
+        task_event(&e3, &tr, &fr, "COMPLETED", "Completed", "2026-11-23T07:58:35.000000Z"),
+        task_event(&e2, &tr, &fr, "RUNNING", "Running", "2026-11-23T07:58:34.000000Z"),
+        task_event(&e3, &tr, &fr, "COMPLETED", "Completed", "2026-11-23T07:58:35.000000Z"),
+    ] {
+        ws.send(Message::text(ev.to_string())).await.unwrap();
+    }
+    ws.close(None).await.unwrap();
+
+    let task_run = app
+        .wait_for("the task run's three states", || async {
+            let (status, states) = app.get(&format!("/task_run_states/?task_run_id={tr}")).await;
+            (status == 200 && states.as_array().map(Vec::len) == Some(3)).then_some(())?;
+            let (_, task_run) = app.get(&format!("/task_runs/{tr}")).await;
+            Some(task_run)
+        })
+        .await;
+    assert_eq!(task_run["state"]["type"], "COMPLETED");
+    assert_eq!(task_run["state"]["id"], e3.as_str());
+    assert_eq!(task_run["flow_run_id"], fr.as_str());
+    assert_eq!(task_run["task_key"], "my-task-1234");
+    let (_, runs) = app.post("/task_runs/filter", json!({"flow_runs": {"id": {"any_": [fr]}}})).await;
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+});
+
+both_backends!(a_bad_frame_closes_the_socket_but_keeps_earlier_events, |app: TestApp| async move {
+    let flow_id = app.create_flow("evented-bad").await;
+    let run = app.create_flow_run(&flow_id).await;
+    let fr = run["id"].as_str().unwrap().to_owned();
+    let tr = uuid::Uuid::now_v7().to_string();
+    let mut ws = connect(&app).await;
+    let good = task_event(&uuid::Uuid::now_v7().to_string(), &tr, &fr, "PENDING", "Pending", "2026-11-23T07:58:33.000000Z");
+    ws.send(Message::text(good.to_string())).await.unwrap();
+    ws.send(Message::text(r#"{"this": "is not an event"}"#)).await.unwrap();
+    let close = loop {
+        match ws.next().await {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.unwrap().code), 1008);
+    let (status, task_run) = app.get(&format!("/task_runs/{tr}")).await;
+    assert_eq!(status, 200, "{task_run}");
+    assert_eq!(task_run["state"]["type"], "PENDING");
+});

@@ -1,0 +1,11 @@
+//! Integration tests: the real server (router + database) on port 0, against
+//! a fresh SQLite file or a fresh Postgres database per test.
+
+mod helpers;
+
+mod bad_input;
+mod events_in;
+mod flow_runs;
+mod handshake;
+mod replay;
+mod set_state_race;
