@@ -13,10 +13,15 @@ use super::AppState;
 /// The Prefect release whose API this server speaks.
 pub const PREFECT_VERSION: &str = "3.8.8";
 
-pub fn router() -> Router<AppState> {
+/// `/health` and `/version` sit outside Prefect's routers.
+pub fn unversioned_router() -> Router<AppState> {
     Router::new()
         .route("/health", get(|| async { Json(true) }))
         .route("/version", get(|| async { Json(SERVER_API_VERSION) }))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
         .route("/hello", get(|| async { Json("👋") }))
         .route("/ready", get(ready))
         .route("/admin/version", get(|| async { Json(PREFECT_VERSION) }))

@@ -24,7 +24,10 @@ struct ByRun {
 
 async fn list(State(state): State<AppState>, Query(q): Query<ByRun>) -> ApiResult<Json<Vec<Value>>> {
     let id = uuid::Uuid::parse_str(&q.flow_run_id)
-        .map_err(|_| AppError::invalid(&["query", "flow_run_id"], "Input should be a valid UUID", Value::from(q.flow_run_id.clone())))?;
+        .map_err(|e| AppError::Validation {
+            detail: vec![serde_json::json!({"type": "uuid_parsing", "loc": ["query", "flow_run_id"], "msg": format!("Input should be a valid UUID, {e}"), "input": q.flow_run_id})],
+            body: Value::Null,
+        })?;
     let mut conn = state.db.reader().acquire().await?;
     Ok(Json(read_states(&mut conn, state.db.dialect, StateTable::FlowRun, &id.to_string()).await?))
 }

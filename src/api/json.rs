@@ -39,20 +39,39 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
             body: Value::String(String::from_utf8_lossy(bytes).into_owned()),
         })?
     };
-    serde_json::from_value::<T>(value.clone()).map_err(|e| {
-        let msg = e.to_string();
-        let kind = if msg.starts_with("unknown field") {
-            "extra_forbidden"
-        } else if msg.starts_with("missing field") {
-            "missing"
-        } else {
-            "value_error"
-        };
-        AppError::Validation {
-            detail: vec![json!({"type": kind, "loc": ["body"], "msg": msg, "input": value.clone()})],
-            body: value,
-        }
+    serde_path_to_error::deserialize::<_, T>(value.clone()).map_err(|e| {
+        let path: Vec<Value> = e
+            .path()
+            .iter()
+            .filter_map(|seg| match seg {
+                serde_path_to_error::Segment::Seq { index } => Some(json!(index)),
+                serde_path_to_error::Segment::Map { key } => Some(json!(key)),
+                serde_path_to_error::Segment::Enum { variant } => Some(json!(variant)),
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect();
+        AppError::Validation { detail: vec![pydantic_error(&e.inner().to_string(), path, &value)], body: value }
     })
+}
+
+/// Shapes a serde error like the pydantic error Prefect reports: unknown and
+/// missing fields name the field in `loc`.
+fn pydantic_error(msg: &str, path: Vec<Value>, input: &Value) -> Value {
+    let mut loc = vec![json!("body")];
+    loc.extend(path);
+    let field = msg.split('`').nth(1).unwrap_or_default();
+    if msg.starts_with("unknown field") {
+        // serde's path stops at the object holding the unknown key.
+        if loc.last() != Some(&json!(field)) {
+            loc.push(json!(field));
+        }
+        json!({"type": "extra_forbidden", "loc": loc, "msg": "Extra inputs are not permitted", "input": null})
+    } else if msg.starts_with("missing field") {
+        loc.push(json!(field));
+        json!({"type": "missing", "loc": loc, "msg": "Field required", "input": input})
+    } else {
+        json!({"type": "value_error", "loc": loc, "msg": msg, "input": null})
+    }
 }
 
 /// Parses a `{id:uuid}` path segment. Prefect's router does not match a

@@ -47,7 +47,9 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(concurrency_limits_v2::router())
         .layer(axum::middleware::from_fn(version_check::enforce_minimum_api_version))
-        .fallback(not_found);
+        .fallback(not_found)
+        // Outside Prefect's routers, so not subject to the version check.
+        .merge(admin::unversioned_router());
     Router::new()
         .nest("/api", api)
         .fallback(not_found)
@@ -72,6 +74,10 @@ pub(crate) fn workspace() -> String {
 pub(crate) fn filter_error(err: crate::server_model::filters::FilterError) -> error::AppError {
     use crate::server_model::filters::FilterError;
     match err {
+        // Prefect reports a bad limit as an HTTPException, not a validation error.
+        FilterError::Invalid { msg, .. } if msg.starts_with("Invalid limit") => {
+            error::AppError::Detail(axum::http::StatusCode::UNPROCESSABLE_ENTITY, msg)
+        }
         FilterError::Invalid { loc, msg } => error::AppError::Validation {
             detail: vec![serde_json::json!({"type": "value_error", "loc": loc, "msg": msg, "input": null})],
             body: serde_json::Value::Null,

@@ -24,7 +24,10 @@ struct ByRun {
 
 async fn list(State(state): State<AppState>, Query(q): Query<ByRun>) -> ApiResult<Json<Vec<Value>>> {
     let id = uuid::Uuid::parse_str(&q.task_run_id)
-        .map_err(|_| AppError::invalid(&["query", "task_run_id"], "Input should be a valid UUID", Value::from(q.task_run_id.clone())))?;
+        .map_err(|e| AppError::Validation {
+            detail: vec![serde_json::json!({"type": "uuid_parsing", "loc": ["query", "task_run_id"], "msg": format!("Input should be a valid UUID, {e}"), "input": q.task_run_id})],
+            body: Value::Null,
+        })?;
     let mut conn = state.db.reader().acquire().await?;
     Ok(Json(read_states(&mut conn, state.db.dialect, StateTable::TaskRun, &id.to_string()).await?))
 }

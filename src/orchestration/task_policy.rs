@@ -1094,6 +1094,14 @@ mod tests {
         let u = lo + (hi - lo) * 0.25;
         assert!((clamped_poisson_interval(1.0, 0.3, 0.25) - (-(1.0 - u).ln())).abs() < 1e-12);
         assert_eq!(lower_clamp_multiple(60.0), 0.0);
+        // values from prefect.utilities.math with random.uniform(a, b) patched to a + (b - a) * sample
+        for (avg, k, sample, prefect) in [
+            (10.0, 0.5, 0.25, 7.864311813631132),
+            (3.0, 0.3, 0.9, 3.688572906252703),
+            (60.0, 2.0, 0.0, 11.558704676543753),
+        ] {
+            assert!((clamped_poisson_interval(avg, k, sample) - prefect).abs() < 1e-9);
+        }
     }
 
     #[test]
