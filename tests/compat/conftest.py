@@ -238,6 +238,8 @@ def _start_server() -> ServerHandle:
     db_url, handle.db_name = _database_url(SERVER_KIND, home)
     env = _server_env(home, db_url)
     env.update(extra_env)
+    handle.extra["env"] = env
+    handle.extra["cmd"] = cmd
     try:
         _launch(handle, cmd, env, db_url)
         _wait_ready(handle)
