@@ -22,6 +22,21 @@ pub struct TableFingerprint {
     pub table: String,
     pub rows: i64,
     pub hash: u64,
+    /// Each row's text, kept so that a mismatch can name the rows that differ.
+    pub row_texts: Vec<String>,
+}
+
+impl TableFingerprint {
+    /// Rows present in one fingerprint and not the other (at most `max`).
+    pub fn differing_rows(&self, other: &TableFingerprint, max: usize) -> Vec<String> {
+        let mine: std::collections::HashSet<&String> = self.row_texts.iter().collect();
+        let theirs: std::collections::HashSet<&String> = other.row_texts.iter().collect();
+        let mut out: Vec<String> = mine.difference(&theirs).map(|r| format!("live:    {r}")).collect();
+        out.extend(theirs.difference(&mine).map(|r| format!("rebuilt: {r}")));
+        out.sort();
+        out.truncate(max);
+        out
+    }
 }
 
 /// What a replay did.
@@ -58,13 +73,19 @@ pub async fn fingerprint(conn: &mut AnyConnection) -> Result<Vec<TableFingerprin
         let order = if *table == "task_run_state_cache" { "task_run_state_id, cache_key" } else { "id" };
         let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY {order}")).fetch_all(&mut *conn).await?;
         let mut hasher = DefaultHasher::new();
+        let mut row_texts = Vec::with_capacity(rows.len());
         for row in &rows {
-            for (i, col) in row.columns().iter().enumerate() {
-                col.name().hash(&mut hasher);
-                cell_text(row, i).hash(&mut hasher);
-            }
+            let text = row
+                .columns()
+                .iter()
+                .enumerate()
+                .map(|(i, col)| format!("{}={}", col.name(), cell_text(row, i)))
+                .collect::<Vec<_>>()
+                .join(" ");
+            text.hash(&mut hasher);
+            row_texts.push(text);
         }
-        out.push(TableFingerprint { table: (*table).to_owned(), rows: rows.len() as i64, hash: hasher.finish() });
+        out.push(TableFingerprint { table: (*table).to_owned(), rows: rows.len() as i64, hash: hasher.finish(), row_texts });
     }
     Ok(out)
 }
@@ -121,6 +142,9 @@ pub async fn run_cli(db: &Db, model: &str, verify: bool) -> anyhow::Result<ExitC
     for (b, a) in report.before.iter().zip(&report.after) {
         let mark = if b == a { "same" } else { "DIFFERENT" };
         println!("  {:<22} live {:>8} rows  rebuilt {:>8} rows  {mark}", a.table, b.rows, a.rows);
+        for line in b.differing_rows(a, 6) {
+            println!("      {line}");
+        }
     }
     if report.matches() {
         println!("rebuilt model matches the live model");

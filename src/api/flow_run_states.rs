@@ -6,10 +6,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::error::{ApiResult, AppError};
-use super::json::path_id;
-use super::AppState;
-use crate::server_model::states::{read_state, read_states, StateTable};
+use super::error::ApiResult;
+use super::{run_states, AppState};
+use crate::server_model::states::StateTable;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -23,20 +22,9 @@ struct ByRun {
 }
 
 async fn list(State(state): State<AppState>, Query(q): Query<ByRun>) -> ApiResult<Json<Vec<Value>>> {
-    let id = uuid::Uuid::parse_str(&q.flow_run_id)
-        .map_err(|e| AppError::Validation {
-            detail: vec![serde_json::json!({"type": "uuid_parsing", "loc": ["query", "flow_run_id"], "msg": format!("Input should be a valid UUID, {e}"), "input": q.flow_run_id})],
-            body: Value::Null,
-        })?;
-    let mut conn = state.db.reader().acquire().await?;
-    Ok(Json(read_states(&mut conn, state.db.dialect, StateTable::FlowRun, &id.to_string()).await?))
+    run_states::list(&state, StateTable::FlowRun, "flow_run_id", &q.flow_run_id).await
 }
 
-async fn one(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let id = path_id(&id)?;
-    let mut conn = state.db.reader().acquire().await?;
-    read_state(&mut conn, state.db.dialect, StateTable::FlowRun, &id.to_string())
-        .await?
-        .map(Json)
-        .ok_or_else(|| AppError::not_found("Flow run state"))
+async fn one(state: State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    run_states::one(state, StateTable::FlowRun, &id, "Flow run state").await
 }

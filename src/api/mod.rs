@@ -10,6 +10,7 @@ pub mod flow_runs;
 pub mod flows;
 pub mod json;
 pub mod logs;
+mod run_states;
 pub mod task_run_states;
 pub mod task_runs;
 mod version_check;

@@ -1,0 +1,75 @@
+"""Real-client concurrency check: N flows of M tasks each, run from threads
+with the real Prefect client against a running server, then read back.
+
+    PREFECT_API_URL=http://127.0.0.1:4200/api python loadtests/concurrent_flows.py --flows 50 --tasks 100
+
+Bounded by --flows x --tasks and by --timeout; talks only to PREFECT_API_URL
+(which must be a loopback address). Prints wall time and whether every flow
+and task run reached COMPLETED and no 5xx reached the client.
+"""
+
+import argparse
+import os
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlparse
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--flows", type=int, default=50)
+parser.add_argument("--tasks", type=int, default=100)
+parser.add_argument("--timeout", type=float, default=600)
+args = parser.parse_args()
+
+api = os.environ.get("PREFECT_API_URL", "")
+if urlparse(api).hostname not in ("127.0.0.1", "localhost", "::1"):
+    sys.exit("PREFECT_API_URL must point at a loopback address")
+
+from prefect import flow, task  # noqa: E402
+from prefect.client.orchestration import get_client  # noqa: E402
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId  # noqa: E402
+
+server_errors = []
+_lock = threading.Lock()
+
+
+@task
+def work(i: int) -> int:
+    return i * 2
+
+
+run_tag = uuid.uuid4().hex[:8]
+
+
+@flow(name=f"load-{run_tag}")
+def many_tasks(n: int) -> int:
+    return sum(work(i) for i in range(n))
+
+
+def one(_):
+    state = many_tasks(args.tasks, return_state=True)
+    return state
+
+
+started = time.monotonic()
+with ThreadPoolExecutor(max_workers=args.flows) as pool:
+    states = list(pool.map(one, range(args.flows), timeout=args.timeout))
+elapsed = time.monotonic() - started
+
+ids = [s.state_details.flow_run_id for s in states]
+ok_states = sum(1 for s in states if s.is_completed())
+with get_client(sync_client=True) as client:
+    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=200)
+    completed = sum(1 for r in runs if r.state_type and r.state_type.value == "COMPLETED")
+    deadline = time.monotonic() + 120
+    while True:
+        task_total = client.count_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
+        if task_total >= args.flows * args.tasks or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+
+print(f"flows={args.flows} tasks/flow={args.tasks} wall={elapsed:.1f}s "
+      f"completed_states={ok_states} completed_runs_read_back={completed} task_runs_recorded={task_total}")
+sys.exit(0 if ok_states == args.flows and completed == args.flows and task_total == args.flows * args.tasks else 1)
