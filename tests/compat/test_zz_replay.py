@@ -25,6 +25,10 @@ def _stop(proc: subprocess.Popen) -> None:
 def test_read_model_rebuilds_identically_from_the_log(server):
     if server.kind != "rust":
         pytest.skip("replay is a prefect-server command")
+    from conftest import _drain_client_workers
+
+    # Let the client deliver what it has buffered, then stop the server.
+    _drain_client_workers()
     _stop(server.process)
     result = subprocess.run(
         [server.extra["cmd"][0], "replay", "server", "--verify"],
