@@ -13,6 +13,7 @@
 //! - [`startup`]: wiring it all into a running server.
 
 pub mod api;
+pub mod broker;
 pub mod cli;
 pub mod commands;
 pub mod config;
