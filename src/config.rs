@@ -53,6 +53,27 @@ fn strip_scheme<'a>(raw: &'a str, schemes: &[&str]) -> Option<&'a str> {
     schemes.iter().find_map(|s| raw.strip_prefix(s))
 }
 
+/// Which broker carries live events to subscribers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerKind {
+    /// In-process (the embedded default): one API process sees its own events.
+    Memory,
+    /// NATS JetStream: every API process sees every event.
+    Nats,
+}
+
+impl BrokerKind {
+    /// `memory` (or Prefect's `prefect.server.utilities.messaging.memory`) or
+    /// `nats`, case-insensitive.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "memory" | "prefect.server.utilities.messaging.memory" => Ok(BrokerKind::Memory),
+            "nats" => Ok(BrokerKind::Nats),
+            _ => Err(format!("{raw:?} is not one of memory, nats")),
+        }
+    }
+}
+
 /// Everything the server reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -78,6 +99,17 @@ pub struct Settings {
     pub max_event_bytes: usize,
     /// `PREFECT_API_DATABASE_POOL_SIZE` (default 10, Postgres only).
     pub pool_size: u32,
+    /// `PREFECT_MESSAGING_BROKER` (Prefect's name; also
+    /// `PREFECT_SERVER_EVENTS_MESSAGING_BROKER`) or its alias
+    /// `PREFECT_BROKER_BACKEND`: `memory` (default) or `nats`.
+    pub broker: BrokerKind,
+    /// `PREFECT_NATS_URL` (default `nats://127.0.0.1:4222`).
+    pub nats_url: String,
+    /// `PREFECT_NATS_STREAM` (default `PREFECT_EVENTS`): the JetStream stream.
+    pub nats_stream: String,
+    /// `PREFECT_NATS_SUBJECT_PREFIX` (default `prefect.events`): events are
+    /// published on `<prefix>.<event name>`.
+    pub nats_subject_prefix: String,
 }
 
 impl Settings {
@@ -113,6 +145,29 @@ impl Settings {
         if default_limit < 1 {
             return Err("PREFECT_SERVER_API_DEFAULT_LIMIT: must be at least 1".into());
         }
+        let broker_var = ["PREFECT_MESSAGING_BROKER", "PREFECT_SERVER_EVENTS_MESSAGING_BROKER", "PREFECT_BROKER_BACKEND"]
+            .into_iter()
+            .find_map(|k| get(k).map(|v| (k, v)));
+        let broker = match broker_var {
+            Some((key, raw)) => BrokerKind::parse(&raw).map_err(|e| format!("{key}: {e}"))?,
+            None => BrokerKind::Memory,
+        };
+        let nats_stream = get("PREFECT_NATS_STREAM").unwrap_or_else(|| "PREFECT_EVENTS".into()).trim().to_owned();
+        if nats_stream.chars().any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>' | '/' | '\\')) {
+            return Err(format!("PREFECT_NATS_STREAM: {nats_stream:?} is not a valid stream name"));
+        }
+        let nats_subject_prefix = get("PREFECT_NATS_SUBJECT_PREFIX")
+            .unwrap_or_else(|| "prefect.events".into())
+            .trim()
+            .to_owned();
+        if nats_subject_prefix
+            .split('.')
+            .any(|t| t.is_empty() || t.chars().any(|c| !c.is_ascii_graphic() || c == '*' || c == '>'))
+        {
+            return Err(format!(
+                "PREFECT_NATS_SUBJECT_PREFIX: {nats_subject_prefix:?} is not a valid subject prefix"
+            ));
+        }
         let max_event_bytes = parse_var::<f64>(&get, "PREFECT_SERVER_EVENTS_MAXIMUM_SIZE_BYTES", "1500000")? as usize;
         Ok(Settings {
             host,
@@ -124,6 +179,10 @@ impl Settings {
             max_body_bytes: parse_var(&get, "PREFECT_SERVER_API_MAX_BODY_BYTES", "10485760")?,
             max_event_bytes,
             pool_size: parse_var(&get, "PREFECT_API_DATABASE_POOL_SIZE", "10")?,
+            broker,
+            nats_url: get("PREFECT_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()).trim().to_owned(),
+            nats_stream,
+            nats_subject_prefix,
         })
     }
 
@@ -202,6 +261,51 @@ mod tests {
         assert_eq!(err, "PREFECT_SERVER_API_PORT: \"http\" is not a valid value");
         assert!(settings(&[("PREFECT_SERVER_LOGGING_LEVEL", "LOUD")]).is_err());
         assert!(settings(&[("PREFECT_DATABASE_URL", "oracle://x")]).is_err());
+    }
+
+    #[test]
+    fn broker_defaults_to_memory() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.broker, BrokerKind::Memory);
+        assert_eq!(s.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(s.nats_stream, "PREFECT_EVENTS");
+        assert_eq!(s.nats_subject_prefix, "prefect.events");
+    }
+
+    #[test]
+    fn broker_is_read_from_prefect_names_and_the_alias() {
+        let kind = |vars: &[(&str, &str)]| settings(vars).unwrap().broker;
+        assert_eq!(kind(&[("PREFECT_MESSAGING_BROKER", "nats")]), BrokerKind::Nats);
+        assert_eq!(kind(&[("PREFECT_SERVER_EVENTS_MESSAGING_BROKER", "NATS")]), BrokerKind::Nats);
+        assert_eq!(kind(&[("PREFECT_BROKER_BACKEND", "nats")]), BrokerKind::Nats);
+        assert_eq!(
+            kind(&[("PREFECT_MESSAGING_BROKER", "prefect.server.utilities.messaging.memory")]),
+            BrokerKind::Memory
+        );
+        // The Prefect name wins over the alias.
+        assert_eq!(
+            kind(&[("PREFECT_MESSAGING_BROKER", "memory"), ("PREFECT_BROKER_BACKEND", "nats")]),
+            BrokerKind::Memory
+        );
+        let s = settings(&[
+            ("PREFECT_NATS_URL", "nats://nats:4222"),
+            ("PREFECT_NATS_STREAM", "EVENTS_B"),
+            ("PREFECT_NATS_SUBJECT_PREFIX", "b.events"),
+        ])
+        .unwrap();
+        assert_eq!((s.nats_url.as_str(), s.nats_stream.as_str()), ("nats://nats:4222", "EVENTS_B"));
+        assert_eq!(s.nats_subject_prefix, "b.events");
+    }
+
+    #[test]
+    fn bad_broker_values_are_one_line_errors() {
+        let err = settings(&[("PREFECT_MESSAGING_BROKER", "kafka")]).unwrap_err();
+        assert_eq!(err, "PREFECT_MESSAGING_BROKER: \"kafka\" is not one of memory, nats");
+        let err = settings(&[("PREFECT_BROKER_BACKEND", "redis")]).unwrap_err();
+        assert!(err.starts_with("PREFECT_BROKER_BACKEND: "), "{err}");
+        assert!(settings(&[("PREFECT_NATS_STREAM", "a.b")]).is_err());
+        assert!(settings(&[("PREFECT_NATS_SUBJECT_PREFIX", "a.>")]).is_err());
+        assert!(settings(&[("PREFECT_NATS_SUBJECT_PREFIX", "a..b")]).is_err());
     }
 
     #[test]

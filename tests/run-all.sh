@@ -2,8 +2,9 @@
 # Runs every test of the project on a fresh machine: the Rust unit and
 # integration tests (SQLite and Postgres), then the compatibility suite with
 # the real Prefect client against the release binary, once on SQLite and once
-# on Postgres. Sets up what it needs: the Postgres service if it is down, the
-# Python venv for the compat suite, the release build.
+# on Postgres. Sets up what it needs: the Postgres service if it is down,
+# nats-server (JetStream) for tests/broker.rs if it is down, the Python venv
+# for the compat suite, the release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -25,6 +26,22 @@ ensure_postgres() {
   return 1
 }
 
+# tests/broker.rs needs NATS with JetStream on 127.0.0.1:4222 (override with
+# PREFECT_TEST_NATS_URL).
+ensure_nats() {
+  if [ -n "${PREFECT_TEST_NATS_URL:-}" ] || (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then return 0; fi
+  echo "== starting nats-server"
+  mkdir -p /var/lib/nats-server
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+  for _ in $(seq 1 30); do
+    (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null && return 0
+    sleep 1
+  done
+  echo "NATS is not reachable on 127.0.0.1:4222" >&2
+  return 1
+}
+
 ensure_venv() {
   local venv="$ROOT/tests/compat/.venv"
   local stamp="$venv/.requirements.sha"
@@ -40,6 +57,7 @@ ensure_venv() {
 }
 
 ensure_postgres
+ensure_nats
 
 echo "== cargo build --release"
 cargo build --release --locked 2>&1 | tail -n 3
