@@ -20,7 +20,7 @@ pub enum Command {
     Migrate,
     /// Rebuild a read model from the event log.
     Replay {
-        /// The read model to rebuild: `server`.
+        /// The read model to rebuild: `server` or `events`.
         model: String,
         /// Rebuild into a scratch copy and compare it with the live model
         /// instead of replacing it.

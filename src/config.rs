@@ -110,6 +110,10 @@ pub struct Settings {
     /// `PREFECT_NATS_SUBJECT_PREFIX` (default `prefect.events`): events are
     /// published on `<prefix>.<event name>`.
     pub nats_subject_prefix: String,
+    /// `PREFECT_SERVER_EVENTS_RETENTION_PERIOD` (alias
+    /// `PREFECT_EVENTS_RETENTION_PERIOD`; default 7 days): how long the events
+    /// read model keeps an event. The log itself is never trimmed by this.
+    pub events_retention: std::time::Duration,
 }
 
 impl Settings {
@@ -183,6 +187,13 @@ impl Settings {
             nats_url: get("PREFECT_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()).trim().to_owned(),
             nats_stream,
             nats_subject_prefix,
+            events_retention: {
+                let raw = get("PREFECT_SERVER_EVENTS_RETENTION_PERIOD")
+                    .or_else(|| get("PREFECT_EVENTS_RETENTION_PERIOD"))
+                    .unwrap_or_else(|| "P7D".into());
+                parse_duration(&raw)
+                    .ok_or_else(|| format!("PREFECT_SERVER_EVENTS_RETENTION_PERIOD: {raw:?} is not a duration (seconds or ISO 8601 like P7D)"))?
+            },
         })
     }
 
@@ -211,6 +222,39 @@ fn parse_var<T: std::str::FromStr>(
     raw.trim()
         .parse()
         .map_err(|_| format!("{key}: {raw:?} is not a valid value"))
+}
+
+/// A duration as pydantic reads a `timedelta`: seconds (`604800`, `1.5`) or
+/// ISO 8601 (`P7D`, `PT12H`, `P1DT2H30M`).
+pub fn parse_duration(raw: &str) -> Option<std::time::Duration> {
+    let raw = raw.trim();
+    if let Ok(secs) = raw.parse::<f64>() {
+        return (secs >= 0.0 && secs.is_finite()).then(|| std::time::Duration::from_secs_f64(secs));
+    }
+    let rest = raw.strip_prefix('P').or_else(|| raw.strip_prefix('p'))?;
+    let (date, time) = match rest.split_once(['T', 't']) {
+        Some((d, t)) => (d, Some(t)),
+        None => (rest, None),
+    };
+    let mut total = 0.0;
+    let mut take = |part: &str, units: &[(char, f64)]| -> Option<()> {
+        let mut num = String::new();
+        for c in part.chars() {
+            if c.is_ascii_digit() || c == '.' {
+                num.push(c);
+            } else {
+                let (_, scale) = units.iter().find(|(u, _)| *u == c.to_ascii_uppercase())?;
+                total += num.parse::<f64>().ok()? * scale;
+                num.clear();
+            }
+        }
+        num.is_empty().then_some(())
+    };
+    take(date, &[('W', 604800.0), ('D', 86400.0)])?;
+    if let Some(t) = time {
+        take(t, &[('H', 3600.0), ('M', 60.0), ('S', 1.0)])?;
+    }
+    (rest != "" && rest != "T").then(|| std::time::Duration::from_secs_f64(total))
 }
 
 fn expand_home(path: &str, lookup: &impl Fn(&str) -> Option<String>) -> String {
@@ -306,6 +350,18 @@ mod tests {
         assert!(settings(&[("PREFECT_NATS_STREAM", "a.b")]).is_err());
         assert!(settings(&[("PREFECT_NATS_SUBJECT_PREFIX", "a.>")]).is_err());
         assert!(settings(&[("PREFECT_NATS_SUBJECT_PREFIX", "a..b")]).is_err());
+    }
+
+    #[test]
+    fn durations_as_pydantic_reads_them() {
+        assert_eq!(parse_duration("P7D").unwrap().as_secs(), 7 * 86400);
+        assert_eq!(parse_duration("PT12H").unwrap().as_secs(), 12 * 3600);
+        assert_eq!(parse_duration("P1DT2H30M").unwrap().as_secs(), 86400 + 2 * 3600 + 1800);
+        assert_eq!(parse_duration("3600").unwrap().as_secs(), 3600);
+        assert!(parse_duration("seven days").is_none());
+        assert!(parse_duration("P").is_none());
+        assert_eq!(settings(&[]).unwrap().events_retention.as_secs(), 7 * 86400);
+        assert!(settings(&[("PREFECT_SERVER_EVENTS_RETENTION_PERIOD", "forever")]).is_err());
     }
 
     #[test]

@@ -124,10 +124,35 @@ pub async fn rebuild_server(db: &Db, verify: bool) -> anyhow::Result<ReplayRepor
     Ok(ReplayReport { events, before, after })
 }
 
+/// Rebuilds the events model: empties it, rewinds the projector's
+/// checkpoint and projects the whole log again. Returns the events stored.
+pub async fn rebuild_events(db: &Db) -> anyhow::Result<i64> {
+    use crate::events_model::projector;
+    let mut tx = db.begin_write().await?;
+    projector::load_checkpoint(&mut tx, db.dialect, projector::CHECKPOINT).await?;
+    for table in projector::TABLES {
+        sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
+    }
+    projector::save_checkpoint(&mut tx, db.dialect, projector::CHECKPOINT, Default::default()).await?;
+    tx.commit().await?;
+    while projector::project_batch(db, 5000).await? > 0 {}
+    let row = sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) FROM events").fetch_one(db.reader()).await?;
+    Ok(row.try_get::<i64, _>(0)?)
+}
+
 /// `prefect-server replay <model>`.
 pub async fn run_cli(db: &Db, model: &str, verify: bool) -> anyhow::Result<ExitCode> {
+    if model == "events" {
+        if verify {
+            anyhow::bail!("--verify is only available for the server model");
+        }
+        let started = std::time::Instant::now();
+        let n = rebuild_events(db).await?;
+        println!("rebuilt the events model from the log: {n} events in {:.2}s", started.elapsed().as_secs_f64());
+        return Ok(ExitCode::SUCCESS);
+    }
     if model != "server" {
-        anyhow::bail!("unknown read model {model:?}: the models that can be replayed are: server");
+        anyhow::bail!("unknown read model {model:?}: the models that can be replayed are: server, events");
     }
     let started = std::time::Instant::now();
     let report = rebuild_server(db, verify).await?;

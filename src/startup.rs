@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 
 use crate::api::{self, AppState};
 use crate::cli::{Cli, Command};
@@ -15,19 +16,22 @@ use crate::db::Db;
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    services: Option<JoinSet<()>>,
 }
 
 impl Application {
     /// Connects and migrates the database and binds the listener (port 0
     /// picks a free port; see [`Application::local_addr`]).
-    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+    pub async fn build(settings: Settings, with_services: bool) -> anyhow::Result<Application> {
         let db = Db::connect(&settings.database, settings.pool_size).await?;
         db.migrate().await?;
+        let broker = crate::broker::from_settings(&settings).await?;
         let listener = TcpListener::bind(settings.bind_addr())
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind_addr()))?;
-        tracing::info!(database = %settings.database.redacted(), "database ready");
-        Ok(Application { listener, state: AppState { db, settings: Arc::new(settings) } })
+        tracing::info!(database = %settings.database.redacted(), broker = broker.name(), "database ready");
+        let services = with_services.then(|| crate::services::spawn_all(&db, broker.clone(), &settings));
+        Ok(Application { listener, state: AppState { db, settings: Arc::new(settings), broker }, services })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -44,6 +48,7 @@ impl Application {
         tracing::info!("Prefect server API listening on http://{addr}/api");
         let app = api::router(self.state.clone());
         axum::serve(self.listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        drop(self.services);
         self.state.db.close().await;
         Ok(())
     }
@@ -68,17 +73,17 @@ async fn shutdown_signal() {
 pub async fn run_cli(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => {
-            if !cli.no_services {
-                tracing::info!("background services: none are implemented yet; serving the API only");
-            }
-            Application::build(settings).await?.run_until_stopped().await?;
+            Application::build(settings, !cli.no_services).await?.run_until_stopped().await?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Services) => {
             let db = Db::connect(&settings.database, settings.pool_size).await?;
             db.migrate().await?;
-            tracing::info!("background services: none are implemented yet; waiting for shutdown");
+            let broker = crate::broker::from_settings(&settings).await?;
+            let services = crate::services::spawn_all(&db, broker, &settings);
             shutdown_signal().await;
+            drop(services);
+            db.close().await;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Migrate) => {

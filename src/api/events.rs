@@ -10,7 +10,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{any, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use futures_util::FutureExt;
 use serde_json::Value;
@@ -26,7 +26,13 @@ const POLICY_VIOLATION: u16 = 1008;
 const MAX_BATCH: usize = 500;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/events/in", any(events_in)).route("/events", post(create_events))
+    Router::new()
+        .route("/events/in", any(events_in))
+        .route("/events/out", any(super::events_out::events_out))
+        .route("/events", post(create_events))
+        .route("/events/filter", post(super::events_feed::read_events))
+        .route("/events/filter/next", get(super::events_feed::read_next_page))
+        .route("/events/count-by/{countable}", post(super::events_feed::count_by))
 }
 
 async fn create_events(State(state): State<AppState>, AppJson(events): AppJson<Vec<ClientEvent>>) -> ApiResult<StatusCode> {
@@ -58,7 +64,7 @@ async fn close(socket: &mut WebSocket, reason: &str) {
 
 /// Waits for the `auth` message (no auth is configured on this server, so
 /// any token is accepted).
-async fn handshake(socket: &mut WebSocket) -> Result<(), &'static str> {
+pub(super) async fn handshake(socket: &mut WebSocket) -> Result<(), &'static str> {
     loop {
         match socket.recv().await {
             Some(Ok(Message::Text(text))) => {

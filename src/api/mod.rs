@@ -5,6 +5,8 @@ pub mod admin;
 pub mod concurrency_limits_v2;
 pub mod error;
 pub mod events;
+mod events_feed;
+mod events_out;
 pub mod flow_run_states;
 pub mod flow_runs;
 pub mod flows;
@@ -32,6 +34,8 @@ use crate::db::Db;
 pub struct AppState {
     pub db: Db,
     pub settings: Arc<Settings>,
+    /// Live events from every process (`/events/out`).
+    pub broker: Arc<dyn crate::broker::Broker>,
 }
 
 /// The whole HTTP surface.

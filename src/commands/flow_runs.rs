@@ -121,7 +121,8 @@ fn bookkeeping(run: &FlowRunSnapshot) -> RunBookkeeping {
         run_count: run.run_count,
         start_time: run.start_time,
         end_time: run.end_time,
-        total_run_time: run.total_run_time,
+        // A timedelta: microsecond precision, as Prefect stores it.
+        total_run_time: (run.total_run_time * 1e6).round() / 1e6,
         expected_start_time: run.expected_start_time,
         next_scheduled_start_time: run.next_scheduled_start_time,
         empirical_policy: serde_json::to_value(&run.empirical_policy).unwrap_or(Value::Null),

@@ -32,6 +32,7 @@ where
             let mut tx = db.begin_write().await?;
             let value = op(&mut tx).await?;
             tx.commit().await?;
+            db.appended.notify_waiters();
             Ok::<T, AppError>(value)
         }
         .await;

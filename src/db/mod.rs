@@ -9,10 +9,12 @@
 pub mod sql;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, ConnectOptions, Executor, Transaction};
+use tokio::sync::Notify;
 
 use crate::config::DatabaseUrl;
 pub use sql::{Bind, Dialect, Sql};
@@ -20,12 +22,18 @@ pub use sql::{Bind, Dialect, Sql};
 /// The server read model's DDL (portable between both backends).
 pub const SERVER_PROJECTION_DDL: &str = include_str!("../../projections/server/schema.sql");
 
+/// The events read model's DDL.
+pub const EVENTS_PROJECTION_DDL: &str = include_str!("../../projections/events/schema.sql");
+
 /// Connection pools for one database.
 #[derive(Clone, Debug)]
 pub struct Db {
     pub dialect: Dialect,
     read: AnyPool,
     write: AnyPool,
+    /// Signalled after every commit that appended to the log, so followers
+    /// in this process wake at once (they also poll, for other processes).
+    pub appended: Arc<Notify>,
 }
 
 impl Db {
@@ -46,7 +54,7 @@ impl Db {
                     })
                     .connect_with(opts)
                     .await?;
-                Ok(Db { dialect: Dialect::Postgres, read: pool.clone(), write: pool })
+                Ok(Db { dialect: Dialect::Postgres, read: pool.clone(), write: pool, appended: Arc::new(Notify::new()) })
             }
             DatabaseUrl::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -68,7 +76,7 @@ impl Db {
                     .after_connect(sqlite_pragmas)
                     .connect_with(opts)
                     .await?;
-                Ok(Db { dialect: Dialect::Sqlite, read, write })
+                Ok(Db { dialect: Dialect::Sqlite, read, write, appended: Arc::new(Notify::new()) })
             }
         }
     }
@@ -80,6 +88,7 @@ impl Db {
             Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.write).await?,
         }
         self.write.execute(SERVER_PROJECTION_DDL).await?;
+        self.write.execute(EVENTS_PROJECTION_DDL).await?;
         Ok(())
     }
 

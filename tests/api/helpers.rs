@@ -62,7 +62,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     settings.database = database;
     settings.max_body_bytes = 1024 * 1024;
     settings.max_event_bytes = 64 * 1024;
-    let app = Application::build(settings.clone()).await.expect("server builds");
+    let app = Application::build(settings.clone(), true).await.expect("server builds");
     let base = format!("http://{}/api", app.local_addr());
     let db = app.db().clone();
     tokio::spawn(app.run_until_stopped());

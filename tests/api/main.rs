@@ -4,6 +4,7 @@
 mod helpers;
 
 mod bad_input;
+mod events;
 mod events_in;
 mod flow_runs;
 mod handshake;

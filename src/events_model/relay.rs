@@ -1,0 +1,81 @@
+//! The relay: hands committed Prefect events to the broker, in log order,
+//! never ahead of the events projector (so a subscriber that backfills from
+//! the events table and then reads live events misses nothing at the seam).
+//!
+//! With NATS the relay's position is a checkpoint (`relay:nats`), reconciled
+//! at start with the last message in the stream, so a crash on either side
+//! neither loses nor (beyond JetStream's dedupe window) repeats events; NATS
+//! being down only delays live delivery, never a write.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::broker::{Broker, LiveEvent};
+use crate::db::Db;
+use crate::eventlog::{read_after, Cursor};
+
+use super::projector::{load_checkpoint, prefect_event, save_checkpoint, CHECKPOINT};
+
+fn relay_checkpoint(broker: &dyn Broker) -> String {
+    format!("relay:{}", broker.name())
+}
+
+/// The projector's position: the relay never goes past it.
+async fn projected_up_to(db: &Db) -> Result<Cursor, sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    let c = load_checkpoint(&mut tx, db.dialect, CHECKPOINT).await?;
+    tx.rollback().await?;
+    Ok(c)
+}
+
+/// Where to start: the in-process broker only serves live subscribers, so it
+/// starts at the projector's position; NATS resumes from its checkpoint or
+/// from what the stream already holds, whichever is further.
+pub async fn starting_cursor(db: &Db, broker: &dyn Broker) -> anyhow::Result<Cursor> {
+    if broker.name() == "memory" {
+        return Ok(projected_up_to(db).await?);
+    }
+    let mut tx = db.begin_write().await?;
+    let saved = load_checkpoint(&mut tx, db.dialect, &relay_checkpoint(broker)).await?;
+    tx.commit().await?;
+    let in_stream = broker.last_published().await?.unwrap_or_default();
+    Ok(saved.max(in_stream))
+}
+
+/// Relays the next batch after `cursor`; returns the new cursor and how many
+/// log entries it covered.
+pub async fn relay_batch(db: &Db, broker: &dyn Broker, cursor: Cursor, limit: i64) -> anyhow::Result<(Cursor, usize)> {
+    let ceiling = projected_up_to(db).await?;
+    if ceiling <= cursor {
+        return Ok((cursor, 0));
+    }
+    let mut conn = db.reader().acquire().await?;
+    let batch = read_after(&mut conn, db.dialect, cursor, limit).await?;
+    drop(conn);
+    let batch: Vec<_> = batch.into_iter().filter(|e| Cursor { tx_id: e.tx_id, position: e.position } <= ceiling).collect();
+    let Some(last) = batch.last() else { return Ok((cursor, 0)) };
+    let next = Cursor { tx_id: last.tx_id, position: last.position };
+    let live: Vec<LiveEvent> = batch
+        .iter()
+        .filter_map(|e| {
+            prefect_event(e).map(|json| LiveEvent {
+                cursor: Cursor { tx_id: e.tx_id, position: e.position },
+                event_id: e.event_id,
+                event: Arc::new(json),
+            })
+        })
+        .collect();
+    if !live.is_empty() {
+        broker.publish(&live).await?;
+    }
+    if broker.name() != "memory" {
+        let mut tx = db.begin_write().await?;
+        load_checkpoint(&mut tx, db.dialect, &relay_checkpoint(broker)).await?;
+        save_checkpoint(&mut tx, db.dialect, &relay_checkpoint(broker), next).await?;
+        tx.commit().await?;
+    }
+    Ok((next, batch.len()))
+}
+
+/// Backoff after a failed relay attempt (NATS down, database busy).
+pub const RETRY_AFTER: Duration = Duration::from_millis(500);
