@@ -3,6 +3,9 @@
 //! its own stream and subject prefix and deletes the stream at the end; the
 //! restart test runs its own nats-server on a free loopback port.
 
+mod support;
+use support::nats::{free_port, OwnNats};
+
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -310,62 +313,6 @@ async fn nats_foreign_messages_are_skipped() {
 }
 
 // --------------------------------------------------- nats server restart --
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A private nats-server, killed when dropped.
-struct OwnNats {
-    port: u16,
-    store: std::path::PathBuf,
-    child: Option<std::process::Child>,
-}
-
-impl OwnNats {
-    fn start(port: u16, store: &std::path::Path) -> OwnNats {
-        let mut nats = OwnNats {
-            port,
-            store: store.to_owned(),
-            child: None,
-        };
-        nats.spawn();
-        nats
-    }
-
-    fn spawn(&mut self) {
-        let child = std::process::Command::new("/usr/sbin/nats-server")
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(&self.store)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start /usr/sbin/nats-server");
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for OwnNats {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.store);
-    }
-}
 
 /// Retries `publish` until the broker holds the batch (the client is
 /// reconnecting in the meantime).

@@ -1,0 +1,162 @@
+//! Scale-out on Postgres + NATS, with the real binary: two API-only
+//! processes (`--no-services`) and one `services` process. A subscriber on
+//! process A receives, in order and once, the events of a flow run driven
+//! through process B, and keeps receiving them after NATS restarts.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use support::nats::{free_port, OwnNats};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A `prefect-server` child process, killed when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(args: &[&str], port: u16, env: &[(String, String)]) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_prefect-server"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PREFECT_SERVER_API_PORT", port.to_string())
+        .env("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Server(cmd.spawn().expect("start prefect-server"))
+}
+
+async fn wait_healthy(client: &reqwest::Client, base: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/health")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{base} never became healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn post(client: &reqwest::Client, url: String, body: Value) -> Value {
+    let resp = client.post(url).json(&body).send().await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    resp.json().await.unwrap()
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn subscribe(base: &str, flow_id: &str) -> Ws {
+    let mut req = format!("{base}/events/out").replacen("http://", "ws://", 1).into_client_request().unwrap();
+    req.headers_mut().insert("Sec-WebSocket-Protocol", "prefect".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::text(r#"{"type":"auth","token":null}"#)).await.unwrap();
+    ws.next().await.unwrap().unwrap();
+    let filter = json!({"type": "filter", "filter": {
+        "event": {"prefix": ["prefect.flow-run."]},
+        "related": {"id": [format!("prefect.flow.{flow_id}")]}
+    }});
+    ws.send(Message::text(filter.to_string())).await.unwrap();
+    ws
+}
+
+/// Reads events until `n` have arrived (bounded by a deadline).
+async fn read_events(ws: &mut Ws, n: usize) -> Vec<(String, String)> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while got.len() < n {
+        let msg = tokio::time::timeout_at(deadline, ws.next()).await.expect("events in time").unwrap().unwrap();
+        let Ok(text) = msg.to_text() else { continue };
+        let v: Value = serde_json::from_str(text).unwrap();
+        let e = &v["event"];
+        got.push((e["resource"]["prefect.resource.id"].as_str().unwrap().to_owned(), e["event"].as_str().unwrap().to_owned()));
+    }
+    got
+}
+
+async fn run_flow(client: &reqwest::Client, base: &str, flow_id: &str) -> String {
+    let run = post(client, format!("{base}/flow_runs/"), json!({"flow_id": flow_id})).await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    for state in ["RUNNING", "COMPLETED"] {
+        post(client, format!("{base}/flow_runs/{id}/set_state"), json!({"state": {"type": state}})).await;
+    }
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_on_one_process_sees_runs_driven_through_another() {
+    let admin = std::env::var("PREFECT_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".into());
+    let db_name = format!("prefect_mp_{}", uuid::Uuid::new_v4().simple());
+    let admin_db = prefect_server::db::Db::connect(&prefect_server::config::DatabaseUrl::parse(&admin).unwrap(), 2).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db_name}")).execute(admin_db.reader()).await.unwrap();
+    let db_url = format!("{}/{db_name}", admin.rsplit_once('/').unwrap().0);
+
+    let store = std::env::temp_dir().join(format!("mp-nats-{}", uuid::Uuid::new_v4().simple()));
+    let mut nats = OwnNats::start(free_port(), &store);
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let env = vec![
+        ("PREFECT_API_DATABASE_CONNECTION_URL".to_owned(), db_url),
+        ("PREFECT_MESSAGING_BROKER".to_owned(), "nats".to_owned()),
+        ("PREFECT_NATS_URL".to_owned(), nats.url()),
+        ("PREFECT_NATS_STREAM".to_owned(), format!("MP_{tag}")),
+        ("PREFECT_NATS_SUBJECT_PREFIX".to_owned(), format!("mp{tag}")),
+    ];
+    let (port_a, port_b) = (free_port(), free_port());
+    let client = reqwest::Client::new();
+    let (a, b) = (format!("http://127.0.0.1:{port_a}/api"), format!("http://127.0.0.1:{port_b}/api"));
+    // Migrate once first so the three processes do not race to create the schema.
+    let status = Command::new(env!("CARGO_BIN_EXE_prefect-server")).arg("migrate").envs(env.iter().cloned()).stdout(Stdio::null()).status().unwrap();
+    assert!(status.success());
+    let _services = start(&["services"], free_port(), &env);
+    let _api_a = start(&["--no-services"], port_a, &env);
+    let _api_b = start(&["--no-services"], port_b, &env);
+    wait_healthy(&client, &a).await;
+    wait_healthy(&client, &b).await;
+
+    let flow = post(&client, format!("{b}/flows/"), json!({"name": format!("mp-{tag}")})).await;
+    let flow_id = flow["id"].as_str().unwrap().to_owned();
+    let mut ws = subscribe(&a, &flow_id).await;
+
+    let first = run_flow(&client, &b, &flow_id).await;
+    let got = read_events(&mut ws, 3).await;
+    let want: Vec<(String, String)> = ["Pending", "Running", "Completed"]
+        .iter()
+        .map(|s| (format!("prefect.flow-run.{first}"), format!("prefect.flow-run.{s}")))
+        .collect();
+    assert_eq!(got, want);
+
+    // NATS goes away: writes still succeed (the log is the source of truth)...
+    nats.kill();
+    let second = run_flow(&client, &b, &flow_id).await;
+    // ...and once it is back, the relay catches up and A's subscriber resumes.
+    nats.spawn();
+    let got = read_events(&mut ws, 3).await;
+    let want: Vec<(String, String)> = ["Pending", "Running", "Completed"]
+        .iter()
+        .map(|s| (format!("prefect.flow-run.{second}"), format!("prefect.flow-run.{s}")))
+        .collect();
+    assert_eq!(got, want, "after the NATS restart");
+
+    // Nothing more arrives: no duplicates of either run.
+    let extra = tokio::time::timeout(Duration::from_millis(1500), ws.next()).await;
+    assert!(extra.is_err(), "unexpected extra frame: {extra:?}");
+
+    drop((_api_a, _api_b, _services));
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).execute(admin_db.reader()).await;
+    admin_db.close().await;
+}

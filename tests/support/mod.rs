@@ -1,0 +1,3 @@
+//! Helpers shared by integration test binaries.
+
+pub mod nats;
