@@ -7,6 +7,7 @@
 //! serialise per stream with advisory locks (see `eventlog`).
 
 pub mod sql;
+pub mod text_search;
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -165,3 +165,15 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// The rows that differ between a live and a rebuilt model, for assertions.
+pub fn diff_report(report: &prefect_server::replay::ReplayReport) -> String {
+    report
+        .before
+        .iter()
+        .zip(&report.after)
+        .filter(|(b, a)| b != a)
+        .map(|(b, a)| format!("{}: {:?}", a.table, b.differing_rows(a, 4)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -17,7 +17,7 @@ both_backends!(replay_rebuilds_an_identical_model, |app: TestApp| async move {
     }
     let report = prefect_server::replay::rebuild_server(&app.db, false).await.unwrap();
     assert!(report.events >= 15, "{}", report.events);
-    assert!(report.matches(), "{}", diff_report(&report));
+    assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
     let flow_runs = report.after.iter().find(|t| t.table == "flow_run").unwrap();
     assert_eq!(flow_runs.rows, 3);
     // And the API still serves the rebuilt rows.
@@ -25,14 +25,3 @@ both_backends!(replay_rebuilds_an_identical_model, |app: TestApp| async move {
     assert_eq!(status, 200, "{runs}");
     assert_eq!(runs.as_array().unwrap().len(), 3);
 });
-
-fn diff_report(report: &prefect_server::replay::ReplayReport) -> String {
-    report
-        .before
-        .iter()
-        .zip(&report.after)
-        .filter(|(b, a)| b != a)
-        .map(|(b, a)| format!("{}: {:?}", a.table, b.differing_rows(a, 4)))
-        .collect::<Vec<_>>()
-        .join("\n")
-}

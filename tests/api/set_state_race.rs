@@ -68,16 +68,5 @@ both_backends!(fifty_racing_clients_keep_the_stream_consistent, |app: TestApp| a
 
     // The read model is what the log rebuilds.
     let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
-    assert!(report.matches(), "{}", diff_report(&report));
+    assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
 });
-
-fn diff_report(report: &prefect_server::replay::ReplayReport) -> String {
-    report
-        .before
-        .iter()
-        .zip(&report.after)
-        .filter(|(b, a)| b != a)
-        .map(|(b, a)| format!("{}: {:?}", a.table, b.differing_rows(a, 4)))
-        .collect::<Vec<_>>()
-        .join("\n")
-}

@@ -1,11 +1,12 @@
-//! `LogFilter` (prefect/server/schemas/filters.py) and its SQL, including
-//! Prefect's text-search query syntax (server/utilities/text_search_parser.py).
+//! `LogFilter` (prefect/server/schemas/filters.py) and its SQL; text search
+//! queries are parsed by `crate::db::text_search`.
 
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::common::{combine, null_check, op, uuids, Ctx, Operator, Timestamp};
 use super::FilterError;
+use crate::db::text_search::parse_text_search_query;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -159,108 +160,3 @@ fn escape_like(s: &str) -> String {
     out
 }
 
-/// A parsed text-search query.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TextSearchQuery {
-    /// Any of these (OR).
-    pub include: Vec<String>,
-    /// None of these (`-term` / `!term`).
-    pub exclude: Vec<String>,
-    /// All of these (`+term`).
-    pub required: Vec<String>,
-}
-
-/// Port of Prefect's `parse_text_search_query`: space-separated terms,
-/// `-`/`!`/`+` prefixes, quoted phrases with `\"` and `\\` escapes.
-pub fn parse_text_search_query(query: &str) -> TextSearchQuery {
-    let mut result = TextSearchQuery::default();
-    if query.trim().is_empty() {
-        return result;
-    }
-    let q: Vec<char> = query.chars().collect();
-    let n = q.len();
-    let mut i = 0;
-    while i < n {
-        if q[i].is_whitespace() {
-            i += 1;
-            continue;
-        }
-        let mut prefix = None;
-        if matches!(q[i], '-' | '!' | '+') {
-            let prefix_char = q[i];
-            i += 1;
-            if i < n && !q[i].is_whitespace() {
-                prefix = Some(prefix_char);
-            } else {
-                continue;
-            }
-        }
-        let bucket = |r: &mut TextSearchQuery, s: String| match prefix {
-            Some('-') | Some('!') => r.exclude.push(s),
-            Some('+') => r.required.push(s),
-            _ => r.include.push(s),
-        };
-        if i < n && q[i] == '"' {
-            i += 1;
-            let start = i;
-            while i < n {
-                if q[i] == '\\' && i + 1 < n {
-                    i += 2;
-                } else if q[i] == '"' {
-                    break;
-                } else {
-                    i += 1;
-                }
-            }
-            let end = i.min(n);
-            let phrase: String = q[start..end].iter().collect();
-            if i < n {
-                i += 1;
-            }
-            let phrase = unescape_phrase(&phrase);
-            if !phrase.trim().is_empty() {
-                bucket(&mut result, phrase);
-            }
-            continue;
-        }
-        if i < n {
-            let start = i;
-            while i < n && !q[i].is_whitespace() && q[i] != '"' {
-                i += 1;
-            }
-            let term: String = q[start..i].iter().collect();
-            if !term.is_empty() {
-                bucket(&mut result, term);
-            }
-        }
-    }
-    result
-}
-
-fn unescape_phrase(phrase: &str) -> String {
-    let p: Vec<char> = phrase.chars().collect();
-    let mut out = String::with_capacity(phrase.len());
-    let mut i = 0;
-    while i < p.len() {
-        if p[i] == '\\' && i + 1 < p.len() {
-            match p[i + 1] {
-                '"' => {
-                    out.push('"');
-                    i += 2;
-                }
-                '\\' => {
-                    out.push('\\');
-                    i += 2;
-                }
-                _ => {
-                    out.push('\\');
-                    i += 1;
-                }
-            }
-        } else {
-            out.push(p[i]);
-            i += 1;
-        }
-    }
-    out
-}

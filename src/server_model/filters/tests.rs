@@ -8,6 +8,7 @@ use sqlx::{AnyPool, Row};
 
 use super::*;
 use crate::db::sql::{Bind, Dialect, Sql};
+use crate::db::text_search::parse_text_search_query;
 
 const SCHEMA: &str = include_str!("../../../projections/server/schema.sql");
 const WS: &str = "00000000-0000-0000-0000-000000000000";
