@@ -305,15 +305,27 @@ pub async fn set_flow_run_state(db: &Db, id: Uuid, body: SetStateBody, api_versi
                 .unwrap_or(Value::Null);
             let snapshot = snapshot_from_row(&row);
             let initial = snapshot.state.clone();
+            let policy_before = snapshot.empirical_policy.clone();
+            let now = micros(Utc::now());
             let outcome = decide_flow_transition(FlowTransitionInput {
                 run: snapshot,
                 proposed: body.state,
                 force: body.force,
-                now: micros(Utc::now()),
+                now,
                 new_state_id: Uuid::now_v7(),
                 fresh_pause_key: Uuid::new_v4().to_string(),
                 api_version,
             });
+            if outcome.written.is_none() && outcome.run.empirical_policy != policy_before {
+                // Some rules change the run without writing a state (a
+                // rejected resume still marks the run as resuming, as in
+                // Prefect); that change is an event too.
+                let mut changes = Map::new();
+                changes.insert("empirical_policy".into(), serde_json::to_value(&outcome.run.empirical_policy).map_err(anyhow::Error::from)?);
+                let payload = serde_json::to_value(RowUpdated { changes, updated: now }).map_err(anyhow::Error::from)?;
+                let event = NewEvent::new(Uuid::now_v7(), FLOW_RUN_UPDATED, now, payload);
+                record(conn, dialect, StreamRef::new(StreamType::FlowRun, id), ExpectedVersion::Exact(version), vec![event]).await?;
+            }
             record_transition(conn, dialect, id, &name, &flow_id, &tags, version, initial.as_ref(), &outcome).await?;
             Ok(SetStateResult { outcome })
         })

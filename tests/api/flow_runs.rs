@@ -100,3 +100,19 @@ both_backends!(task_runs_and_logs_over_rest, |app: TestApp| async move {
     let messages: Vec<&str> = read.as_array().unwrap().iter().map(|l| l["message"].as_str().unwrap()).collect();
     assert_eq!(messages, ["hello", "oops"]);
 });
+
+both_backends!(a_rejected_resume_still_marks_the_run_resuming, |app: TestApp| async move {
+    let flow_id = app.create_flow("paused").await;
+    let run = app.create_flow_run(&flow_id).await;
+    let id = run["id"].as_str().unwrap();
+    app.set_state(id, "RUNNING", false).await;
+    let (_, paused) = app.set_state(id, "PAUSED", false).await;
+    assert_eq!(paused["status"], "ACCEPT", "{paused}");
+    let (_, resumed) = app.set_state(id, "PENDING", false).await;
+    assert_eq!(resumed["status"], "REJECT", "{resumed}");
+    let (_, read) = app.get(&format!("/flow_runs/{id}")).await;
+    assert_eq!(read["state_type"], "PAUSED");
+    assert_eq!(read["empirical_policy"]["resuming"], true);
+    let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
+    assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
+});
