@@ -323,8 +323,9 @@ where
                 }
             }
             if pending > 0 {
-                if let Err(e) = ws.flush().await {
-                    errors.add(format!("events/in flush: {e}"));
+                match ws.flush().await {
+                    Ok(()) => record(&mut hist, batch_start.elapsed()),
+                    Err(e) => errors.add(format!("events/in flush: {e}")),
                 }
             }
             let _ = tokio::time::timeout(Duration::from_secs(5), ws.close(None)).await;
