@@ -82,10 +82,12 @@ def advantage(a_label, b_label, m):
     title, scenario, path, hib, scale, fmt = m
     if hib is None:
         return ""
-    a, _ = values(a_label, scenario, path, scale)
-    b, _ = values(b_label, scenario, path, scale)
+    a, na = values(a_label, scenario, path, scale)
+    b, nb = values(b_label, scenario, path, scale)
     if not a or not b:
         return "n/a"
+    if na or nb:
+        return "n/a (incomplete run)"
     parts = []
     for x, y in zip(a, b):
         if x is None or y is None or x <= 0 or y <= 0:
