@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Side-by-side load comparison: prefect-server (this repo) vs the Python Prefect server.
+#
+#   bash loadtests/compare.sh
+#
+# For each backend (sqlite, postgres) it starts one server at a time on a fresh database, runs
+# the prefect-load scenarios (ingest, seed-events, filter, lifecycle) against it, records
+# start-up time to healthy, RSS after start and peak RSS (VmHWM, summed over the server's process
+# tree), stops it, drops the database, and finally prints markdown tables.
+# Everything is bounded: each scenario by a count and by LOAD_MAX_SECONDS (plus a hard `timeout`).
+#
+# Environment (defaults in brackets):
+#   LOAD_BACKENDS [sqlite postgres]     LOAD_NATS [1]  also run prefect-server on postgres + NATS
+#   LOAD_INGEST_EVENTS [10000]  LOAD_INGEST_SOCKETS [8]
+#   LOAD_SEED_EVENTS [10000]
+#   LOAD_FILTER_REQUESTS [300]  LOAD_FILTER_CONCURRENCY [4]
+#   LOAD_FLOWS [100]  LOAD_FLOW_CONCURRENCY [4]  LOAD_TASKS [10]
+#   LOAD_MAX_SECONDS [120]      per scenario
+#   LOAD_PYTHON_PREFECT [/tmp/pvenv/bin/prefect]   set to "" to skip the Python server
+#   LOAD_PG_URL [postgresql://postgres@127.0.0.1:5432]   LOAD_NATS_URL [nats://127.0.0.1:4222]
+#   LOAD_SKIP_BUILD [0]  LOAD_OUT [target/loadtests/<timestamp>]
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+BACKENDS=${LOAD_BACKENDS:-sqlite postgres}
+WITH_NATS=${LOAD_NATS:-1}
+INGEST_EVENTS=${LOAD_INGEST_EVENTS:-10000}
+INGEST_SOCKETS=${LOAD_INGEST_SOCKETS:-8}
+SEED_EVENTS=${LOAD_SEED_EVENTS:-10000}
+FILTER_REQUESTS=${LOAD_FILTER_REQUESTS:-300}
+FILTER_CONCURRENCY=${LOAD_FILTER_CONCURRENCY:-4}
+FLOWS=${LOAD_FLOWS:-100}
+FLOW_CONCURRENCY=${LOAD_FLOW_CONCURRENCY:-4}
+TASKS=${LOAD_TASKS:-10}
+MAX_SECONDS=${LOAD_MAX_SECONDS:-120}
+PY_PREFECT=${LOAD_PYTHON_PREFECT-/tmp/pvenv/bin/prefect}
+PG_URL=${LOAD_PG_URL:-postgresql://postgres@127.0.0.1:5432}
+NATS_URL=${LOAD_NATS_URL:-nats://127.0.0.1:4222}
+RUN_ID=$(date +%Y%m%d%H%M%S)-$$
+OUT=${LOAD_OUT:-$ROOT/target/loadtests/$RUN_ID}
+mkdir -p "$OUT"
+RESULTS=$OUT/results.jsonl
+: >"$RESULTS"
+
+log() { echo "[compare $(date +%H:%M:%S)] $*" >&2; }
+
+if [ "${LOAD_SKIP_BUILD:-0}" != 1 ]; then
+    log "building release binaries"
+    cargo build --release || exit 1
+    cargo build --release -p prefect-load || exit 1
+fi
+SERVER_BIN=$ROOT/target/release/prefect-server
+LOAD_BIN=$ROOT/target/release/prefect-load
+
+PG_HOSTPART=${PG_URL#postgresql://}
+psql_admin() { psql "$PG_URL/postgres" -v ON_ERROR_STOP=1 -qAtc "$1"; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# Sum of a /proc status field (kB) over every process in the server's session.
+tree_kb() {
+    local sid=$1 field=$2 total=0 p v
+    for p in $(pgrep -s "$sid" 2>/dev/null); do
+        v=$(awk -v f="$field:" '$1 == f { print $2 }' "/proc/$p/status" 2>/dev/null)
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+SERVER_PID=""
+stop_server() {
+    [ -n "$SERVER_PID" ] || return 0
+    kill -TERM -- "-$SERVER_PID" 2>/dev/null
+    for _ in $(seq 1 50); do
+        pgrep -s "$SERVER_PID" >/dev/null 2>&1 || break
+        sleep 0.2
+    done
+    kill -KILL -- "-$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+    SERVER_PID=""
+}
+
+CLEANUP_DBS=()
+CLEANUP_STREAMS=()
+cleanup() {
+    stop_server
+    for db in "${CLEANUP_DBS[@]}"; do psql_admin "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" || true; done
+    for s in "${CLEANUP_STREAMS[@]}"; do "$LOAD_BIN" nats-delete-stream --nats-url "$NATS_URL" --stream "$s" || true; done
+    CLEANUP_DBS=()
+    CLEANUP_STREAMS=()
+}
+trap 'cleanup; exit 130' INT TERM
+trap cleanup EXIT
+
+record() { echo "$1" >>"$RESULTS"; }
+
+# run_one <server: rust|python> <backend: sqlite|postgres> <broker: memory|nats>
+run_one() {
+    local kind=$1 backend=$2 broker=$3
+    local label="$kind-$backend-$broker"
+    local port home db_url db_name="" stream="" prefix
+    port=$(free_port)
+    home=$OUT/$label
+    mkdir -p "$home"
+    log "== $label on port $port"
+
+    if [ "$backend" = postgres ]; then
+        db_name="prefect_load_${kind}_${RUN_ID//-/_}"
+        psql_admin "CREATE DATABASE \"$db_name\"" || { record "{\"scenario\":\"server\",\"label\":\"$label\",\"failed\":\"createdb failed\"}"; return; }
+        CLEANUP_DBS+=("$db_name")
+    fi
+
+    if [ "$kind" = rust ]; then
+        if [ "$backend" = postgres ]; then db_url="$PG_URL/$db_name"; else db_url="sqlite:///$home/prefect-server.db"; fi
+        local env=(PREFECT_HOME="$home" PREFECT_SERVER_API_HOST=127.0.0.1 PREFECT_SERVER_API_PORT="$port"
+            PREFECT_API_DATABASE_CONNECTION_URL="$db_url" PREFECT_MESSAGING_BROKER="$broker" PREFECT_SERVER_LOGGING_LEVEL=WARNING)
+        if [ "$broker" = nats ]; then
+            stream="LOAD_${RUN_ID//-/_}"
+            prefix="load.$RUN_ID"
+            env+=(PREFECT_NATS_URL="$NATS_URL" PREFECT_NATS_STREAM="$stream" PREFECT_NATS_SUBJECT_PREFIX="${prefix//-/_}")
+            CLEANUP_STREAMS+=("$stream")
+        fi
+        local t0
+        t0=$(date +%s.%N)
+        env "${env[@]}" setsid "$SERVER_BIN" >"$home/server.log" 2>&1 &
+        SERVER_PID=$!
+    else
+        if [ "$backend" = postgres ]; then db_url="postgresql+asyncpg://${PG_HOSTPART}/$db_name"; else db_url="sqlite+aiosqlite:///$home/prefect.db"; fi
+        local t0
+        t0=$(date +%s.%N)
+        env PREFECT_HOME="$home" PREFECT_SERVER_ANALYTICS_ENABLED=false PREFECT_UI_ENABLED=false \
+            PREFECT_API_DATABASE_CONNECTION_URL="$db_url" PREFECT_SERVER_LOGGING_LEVEL=WARNING \
+            setsid "$PY_PREFECT" server start --host 127.0.0.1 --port "$port" >"$home/server.log" 2>&1 &
+        SERVER_PID=$!
+    fi
+
+    local base="http://127.0.0.1:$port/api" healthy=0 startup
+    for _ in $(seq 1 600); do
+        if curl -sf -m 2 "$base/health" >/dev/null 2>&1; then healthy=1; break; fi
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    startup=$(python3 -c "import sys; print(round($(date +%s.%N) - $t0, 2))")
+    if [ "$healthy" != 1 ]; then
+        log "$label did not become healthy; see $home/server.log"
+        record "{\"scenario\":\"server\",\"label\":\"$label\",\"failed\":\"not healthy after start\"}"
+        stop_server
+        return
+    fi
+    sleep 2
+    local rss_idle
+    rss_idle=$(tree_kb "$SERVER_PID" VmRSS)
+    log "$label healthy after ${startup}s, RSS ${rss_idle} kB"
+
+    local common=(--url "$base" --max-seconds "$MAX_SECONDS" --label "$label")
+    local hard=$((MAX_SECONDS + 60))
+    scenario() {
+        local name=$1
+        shift
+        local outf="$home/$name.out" rc
+        log "$label: $name"
+        timeout -k 5 "$hard" "$LOAD_BIN" "$name" "${common[@]}" "$@" >"$outf" 2>&1
+        rc=$?
+        sed 's/^/    /' "$outf" | grep -v '^    {' >&2
+        local last
+        last=$(tail -n 1 "$outf")
+        if [ $rc = 0 ] && [ "${last:0:1}" = "{" ]; then
+            record "$last"
+        else
+            record "{\"scenario\":\"$name\",\"label\":\"$label\",\"failed\":\"exit $rc: $(tail -n 1 "$outf" | tr -d '"\\' | cut -c1-120)\"}"
+        fi
+    }
+    scenario ingest --sockets "$INGEST_SOCKETS" --events "$INGEST_EVENTS"
+    scenario seed-events --events "$SEED_EVENTS"
+    scenario filter --requests "$FILTER_REQUESTS" --concurrency "$FILTER_CONCURRENCY"
+    scenario lifecycle --flows "$FLOWS" --concurrency "$FLOW_CONCURRENCY" --tasks "$TASKS"
+
+    local alive=true rss_peak
+    kill -0 "$SERVER_PID" 2>/dev/null || alive=false
+    rss_peak=$(tree_kb "$SERVER_PID" VmHWM)
+    record "{\"scenario\":\"server\",\"label\":\"$label\",\"startup_s\":$startup,\"rss_idle_kb\":$rss_idle,\"rss_peak_kb\":$rss_peak,\"alive_at_end\":$alive}"
+    local errs
+    errs=$(grep -c -E ' 5[0-9][0-9] |Traceback|ERROR' "$home/server.log" 2>/dev/null)
+    log "$label done (server log lines with errors: ${errs:-0})"
+    stop_server
+    cleanup
+}
+
+for backend in $BACKENDS; do
+    run_one rust "$backend" memory
+    if [ "$backend" = postgres ] && [ "$WITH_NATS" = 1 ]; then run_one rust postgres nats; fi
+    if [ -n "$PY_PREFECT" ]; then run_one python "$backend" memory; fi
+done
+
+python3 "$ROOT/loadtests/table.py" "$RESULTS" | tee "$OUT/table.md"
+log "raw results: $RESULTS"
