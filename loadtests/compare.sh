@@ -16,7 +16,7 @@
 #   LOAD_FILTER_REQUESTS [300]  LOAD_FILTER_CONCURRENCY [4]
 #   LOAD_FLOWS [100]  LOAD_FLOW_CONCURRENCY [4]  LOAD_TASKS [10]
 #   LOAD_MAX_SECONDS [120]      per scenario
-#   LOAD_PYTHON_PREFECT [/tmp/pvenv/bin/prefect]   set to "" to skip the Python server
+#   LOAD_PYTHON_PREFECT [tests/compat/.venv/bin/prefect, made by tests/run-all.sh]   "" skips the Python server
 #   LOAD_PG_URL [postgresql://postgres@127.0.0.1:5432]   LOAD_NATS_URL [nats://127.0.0.1:4222]
 #   LOAD_SKIP_BUILD [0]  LOAD_OUT [target/loadtests/<timestamp>]
 set -uo pipefail
@@ -35,7 +35,7 @@ FLOWS=${LOAD_FLOWS:-100}
 FLOW_CONCURRENCY=${LOAD_FLOW_CONCURRENCY:-4}
 TASKS=${LOAD_TASKS:-10}
 MAX_SECONDS=${LOAD_MAX_SECONDS:-120}
-PY_PREFECT=${LOAD_PYTHON_PREFECT-/tmp/pvenv/bin/prefect}
+PY_PREFECT=${LOAD_PYTHON_PREFECT-$ROOT/tests/compat/.venv/bin/prefect}
 PG_URL=${LOAD_PG_URL:-postgresql://postgres@127.0.0.1:5432}
 NATS_URL=${LOAD_NATS_URL:-nats://127.0.0.1:4222}
 RUN_ID=$(date +%Y%m%d%H%M%S)-$$
