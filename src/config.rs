@@ -254,7 +254,7 @@ pub fn parse_duration(raw: &str) -> Option<std::time::Duration> {
     if let Some(t) = time {
         take(t, &[('H', 3600.0), ('M', 60.0), ('S', 1.0)])?;
     }
-    (rest != "" && rest != "T").then(|| std::time::Duration::from_secs_f64(total))
+    (!rest.is_empty() && rest != "T").then(|| std::time::Duration::from_secs_f64(total))
 }
 
 fn expand_home(path: &str, lookup: &impl Fn(&str) -> Option<String>) -> String {

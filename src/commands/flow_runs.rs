@@ -1,6 +1,6 @@
 //! Flow-run commands: create (idempotent), update, labels, delete, set_state.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sqlx::{AnyConnection, Row};
@@ -149,6 +149,7 @@ async fn related_for(conn: &mut AnyConnection, dialect: Dialect, flow_id: &str, 
 
 /// Appends (and projects) an accepted transition, then mirrors it onto a
 /// subflow's parent task run as Prefect's `UpdateSubflowParentTask` does.
+#[allow(clippy::too_many_arguments)]
 async fn record_transition(
     conn: &mut AnyConnection,
     dialect: Dialect,
@@ -379,7 +380,3 @@ pub async fn delete_flow_run(db: &Db, id: Uuid) -> ApiResult<()> {
     })
     .await
 }
-
-/// Unused-import guard for `DateTime` in signatures kept for clarity.
-#[allow(dead_code)]
-type Timestamp = DateTime<Utc>;

@@ -274,7 +274,6 @@ pub async fn set_task_run_state(db: &Db, id: Uuid, body: SetTaskStateBody, jitte
             let row = read_task_run_row(conn, dialect, &id.to_string())
                 .await?
                 .ok_or_else(|| AppError::not_found("Task run"))?;
-            let version: i64 = row.try_get("version")?;
             let name: String = row.try_get("name")?;
             let tags: Value = row.try_get::<String, _>("tags").ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
             let snapshot = snapshot_from_row(&row);
@@ -293,7 +292,8 @@ pub async fn set_task_run_state(db: &Db, id: Uuid, body: SetTaskStateBody, jitte
                 cached_state: cached,
                 jitter_sample,
             });
-            let _ = version;
+            // `Any`, not the row's version: client events may have advanced
+            // the stream without touching the row (an older state arriving late).
             record_transition(conn, dialect, id, &name, flow_run_id, &tags, ExpectedVersion::Any, initial.as_ref(), &outcome).await?;
             Ok(outcome)
         })

@@ -99,7 +99,7 @@ fn related_filter_matches(f: &Value, related: &[Value]) -> bool {
 }
 
 /// A filter that is either one object or a list of objects (all must match).
-fn each<'a>(v: Option<&'a Value>) -> Vec<&'a Value> {
+fn each(v: Option<&Value>) -> Vec<&Value> {
     match v {
         Some(Value::Array(a)) => a.iter().collect(),
         Some(Value::Null) | None => vec![],

@@ -69,6 +69,7 @@ fn opt_ts(v: Option<chrono::DateTime<chrono::Utc>>) -> Bind {
 
 /// Writes `changes` (column → JSON value) to `table` for row `id`, allowing
 /// only `columns`; JSON objects and arrays go to text columns as JSON.
+#[allow(clippy::too_many_arguments)]
 async fn update_columns(
     conn: &mut AnyConnection,
     dialect: Dialect,

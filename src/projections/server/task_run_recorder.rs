@@ -5,7 +5,6 @@
 //! overwrites the row, so events arriving out of order or twice are harmless.
 //! Every state is recorded with the event id as its id.
 
-use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
@@ -199,6 +198,3 @@ pub(super) async fn apply(conn: &mut AnyConnection, dialect: Dialect, event: &Re
     insert_state(conn, dialect, "task_run_state", "task_run_id", &run_id, &ev.state, fmt_ts(event.occurred)).await?;
     Ok(())
 }
-
-#[allow(dead_code)]
-fn _assert_types(_: DateTime<Utc>) {}
