@@ -64,6 +64,7 @@ pub async fn relay_batch(db: &Db, broker: &dyn Broker, cursor: Cursor, limit: i6
                 event: Arc::new(json),
             })
         })
+        .filter(|e| fits_live_delivery(broker, e))
         .collect();
     if !live.is_empty() {
         broker.publish(&live).await?;
@@ -75,6 +76,24 @@ pub async fn relay_batch(db: &Db, broker: &dyn Broker, cursor: Cursor, limit: i6
         tx.commit().await?;
     }
     Ok((next, batch.len()))
+}
+
+/// NATS refuses messages over its `max_payload` (1 MiB by default) while
+/// Prefect accepts events up to 1.5 MB. Such an event stays in the log and
+/// the events feed, but is not streamed live: retrying it forever would stall
+/// every live subscriber behind it.
+const MAX_LIVE_EVENT_BYTES: usize = 1_000_000;
+
+fn fits_live_delivery(broker: &dyn Broker, event: &LiveEvent) -> bool {
+    if broker.name() == "memory" {
+        return true;
+    }
+    let size = event.event.to_string().len();
+    if size > MAX_LIVE_EVENT_BYTES {
+        tracing::warn!(event_id = %event.event_id, size, "event too large for live delivery over NATS; it stays queryable");
+        return false;
+    }
+    true
 }
 
 /// Backoff after a failed relay attempt (NATS down, database busy).
