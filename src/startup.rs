@@ -30,7 +30,11 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind_addr()))?;
         tracing::info!(database = %settings.database.redacted(), broker = broker.name(), "database ready");
-        let services = with_services.then(|| crate::services::spawn_all(&db, broker.clone(), &settings));
+        let services = with_services.then(|| {
+            let mut set = JoinSet::new();
+            set.spawn(crate::services::run_as_leader(db.clone(), broker.clone(), settings.clone()));
+            set
+        });
         Ok(Application { listener, state: AppState { db, settings: Arc::new(settings), broker }, services })
     }
 
@@ -80,9 +84,10 @@ pub async fn run_cli(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             let db = Db::connect(&settings.database, settings.pool_size).await?;
             db.migrate().await?;
             let broker = crate::broker::from_settings(&settings).await?;
-            let services = crate::services::spawn_all(&db, broker, &settings);
-            shutdown_signal().await;
-            drop(services);
+            tokio::select! {
+                _ = crate::services::run_as_leader(db.clone(), broker, settings) => {}
+                _ = shutdown_signal() => {}
+            }
             db.close().await;
             Ok(ExitCode::SUCCESS)
         }

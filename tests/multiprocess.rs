@@ -160,3 +160,72 @@ async fn a_subscriber_on_one_process_sees_runs_driven_through_another() {
     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).execute(admin_db.reader()).await;
     admin_db.close().await;
 }
+
+/// Number of advisory locks held in the test database (the services leader lock).
+async fn advisory_locks(db: &prefect_server::db::Db) -> i64 {
+    use sqlx::Row;
+    let row = sqlx::query(
+        "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(db.reader())
+    .await
+    .unwrap();
+    row.try_get::<i64, _>(0).unwrap()
+}
+
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn emit_and_wait(client: &reqwest::Client, api: &str, rid: &str) {
+    let event = json!([{"occurred": chrono::Utc::now().to_rfc3339(), "event": "test.leader", "resource": {"prefect.resource.id": rid}, "id": uuid::Uuid::now_v7()}]);
+    assert!(client.post(format!("{api}/events")).json(&event).send().await.unwrap().status().is_success());
+    wait_until(&format!("{rid} to be projected"), || async {
+        let page = post(client, format!("{api}/events/filter"), json!({"filter": {"resource": {"id": [rid]}}})).await;
+        page["total"] == 1
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_services_process_waits_and_takes_over() {
+    let admin = std::env::var("PREFECT_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".into());
+    let db_name = format!("prefect_leader_{}", uuid::Uuid::new_v4().simple());
+    let admin_db = prefect_server::db::Db::connect(&prefect_server::config::DatabaseUrl::parse(&admin).unwrap(), 2).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db_name}")).execute(admin_db.reader()).await.unwrap();
+    let db_url = format!("{}/{db_name}", admin.rsplit_once('/').unwrap().0);
+    let db = prefect_server::db::Db::connect(&prefect_server::config::DatabaseUrl::parse(&db_url).unwrap(), 2).await.unwrap();
+    let env = vec![("PREFECT_API_DATABASE_CONNECTION_URL".to_owned(), db_url)];
+    let status = Command::new(env!("CARGO_BIN_EXE_prefect-server")).arg("migrate").envs(env.iter().cloned()).stdout(Stdio::null()).status().unwrap();
+    assert!(status.success());
+
+    let port = free_port();
+    let api = format!("http://127.0.0.1:{port}/api");
+    let client = reqwest::Client::new();
+    let _api = start(&["--no-services"], port, &env);
+    wait_healthy(&client, &api).await;
+
+    let first = start(&["services"], free_port(), &env);
+    wait_until("the first services process to lead", || async { advisory_locks(&db).await == 1 }).await;
+    let _second = start(&["services"], free_port(), &env);
+    emit_and_wait(&client, &api, "test.leader.one").await;
+    // Still one leader with two services processes running.
+    assert_eq!(advisory_locks(&db).await, 1);
+
+    drop(first); // killed: its lock connection closes
+    emit_and_wait(&client, &api, "test.leader.two").await;
+    assert_eq!(advisory_locks(&db).await, 1, "the second process now holds the lock");
+
+    drop((_api, _second));
+    db.close().await;
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).execute(admin_db.reader()).await;
+    admin_db.close().await;
+}

@@ -5,6 +5,7 @@
 //! retention. (Scheduler, late runs and the other Prefect services come with
 //! the deployments work.)
 
+pub mod leader;
 pub mod retention;
 
 use std::sync::Arc;
@@ -26,4 +27,21 @@ pub fn spawn_all(db: &Db, broker: Arc<dyn Broker>, settings: &Settings) -> JoinS
     set.spawn(retention::run(db.clone(), settings.events_retention));
     tracing::info!("background services started: events projector, event relay, events retention");
     set
+}
+
+/// Runs the services whenever this process is the leader (always on SQLite):
+/// waits for leadership, runs, and on losing it stops and waits again.
+pub async fn run_as_leader(db: Db, broker: Arc<dyn Broker>, settings: Settings) {
+    loop {
+        let leadership = match leader::Leadership::acquire(&settings).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot take part in leader election");
+                return;
+            }
+        };
+        let services = spawn_all(&db, broker.clone(), &settings);
+        leadership.lost().await;
+        drop(services);
+    }
 }
