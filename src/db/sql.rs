@@ -87,6 +87,38 @@ impl Sql {
     }
 }
 
+#[cfg(test)]
+impl Sql {
+    /// Every bind has a placeholder in the text, every placeholder a bind, and
+    /// there is no other `$` in the text.
+    pub fn check_placeholders(&self) -> Result<(), String> {
+        let b = self.text.as_bytes();
+        let mut seen = vec![false; self.binds.len()];
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'$' {
+                let start = i + 1;
+                let mut j = start;
+                while j < b.len() && b[j].is_ascii_digit() {
+                    j += 1;
+                }
+                let n: usize = self.text[start..j].parse().map_err(|_| format!("stray '$' at {i}"))?;
+                if n == 0 || n > seen.len() {
+                    return Err(format!("placeholder ${n} has no bind"));
+                }
+                seen[n - 1] = true;
+                i = j;
+            } else {
+                i += 1;
+            }
+        }
+        match seen.iter().position(|s| !s) {
+            Some(k) => Err(format!("bind {} has no placeholder", k + 1)),
+            None => Ok(()),
+        }
+    }
+}
+
 impl From<&str> for Bind {
     fn from(s: &str) -> Self {
         Bind::Text(s.to_owned())

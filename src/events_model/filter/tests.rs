@@ -387,34 +387,6 @@ async fn fetch(pool: &AnyPool, dialect: Dialect, sql: &Sql) -> Result<Vec<sqlx::
     q.fetch_all(pool).await
 }
 
-/// Every bind has a placeholder in the text, every placeholder a bind, and
-/// there is no other `$` in the text.
-fn check_placeholders(sql: &Sql) -> Result<(), String> {
-    let b = sql.text.as_bytes();
-    let mut seen = vec![false; sql.binds.len()];
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'$' {
-            let start = i + 1;
-            let mut j = start;
-            while j < b.len() && b[j].is_ascii_digit() {
-                j += 1;
-            }
-            let n: usize = sql.text[start..j].parse().map_err(|_| format!("stray '$' at {i}"))?;
-            if n == 0 || n > seen.len() {
-                return Err(format!("placeholder ${n} has no bind"));
-            }
-            seen[n - 1] = true;
-            i = j;
-        } else {
-            i += 1;
-        }
-    }
-    match seen.iter().position(|s| !s) {
-        Some(k) => Err(format!("bind {} has no placeholder", k + 1)),
-        None => Ok(()),
-    }
-}
 
 async fn run_cases(pool: &AnyPool, dialect: Dialect) -> usize {
     let mut failures = Vec::new();
@@ -432,7 +404,7 @@ async fn run_cases(pool: &AnyPool, dialect: Dialect) -> usize {
         let select = select_events(&filter, dialect, WS, now(), limit, offset).unwrap();
         let count = count_events(&filter, dialect, WS, now()).unwrap();
         for sql in [&select, &count] {
-            if let Err(e) = check_placeholders(sql) {
+            if let Err(e) = sql.check_placeholders() {
                 failures.push(format!("{}: {e}\n  {}", case.filter, sql.text));
             }
         }
@@ -463,7 +435,7 @@ async fn run_cases(pool: &AnyPool, dialect: Dialect) -> usize {
 async fn counts(pool: &AnyPool, dialect: Dialect, countable: Countable, body: Value) -> Value {
     let body = CountByBody::from_json(body.to_string().as_bytes()).unwrap();
     let sql = count_sql(countable, &body, dialect, WS, now()).unwrap();
-    check_placeholders(&sql).unwrap();
+    sql.check_placeholders().unwrap();
     let rows = fetch(pool, dialect, &sql).await.unwrap_or_else(|e| panic!("{e}\n{}", sql.text));
     let rows: Vec<CountRow> = rows.iter().map(|r| CountRow::from_row(r).unwrap()).collect();
     serde_json::to_value(event_counts(countable, &body, now(), rows).unwrap()).unwrap()
@@ -731,6 +703,6 @@ fn defaults_window_and_sql_shapes() {
     assert!(lite.text.contains("json_each(er_2.resource)"), "{}", lite.text);
     assert!(lite.binds.contains(&Bind::Text("$.\"x.y\"".into())));
     assert!(!Dialect::Sqlite.rewrite(&lite.text).contains('$'));
-    check_placeholders(&pg).unwrap();
-    check_placeholders(&lite).unwrap();
+    pg.check_placeholders().unwrap();
+    lite.check_placeholders().unwrap();
 }

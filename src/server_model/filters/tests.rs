@@ -459,33 +459,6 @@ async fn run_query(pool: &AnyPool, dialect: Dialect, sql: &Sql, is_count: bool) 
     rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
 }
 
-/// Every bind has a placeholder in the text, and every placeholder a bind.
-fn check_placeholders(sql: &Sql) -> Result<(), String> {
-    let b = sql.text.as_bytes();
-    let mut seen = vec![false; sql.binds.len()];
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'$' {
-            let start = i + 1;
-            let mut j = start;
-            while j < b.len() && b[j].is_ascii_digit() {
-                j += 1;
-            }
-            let n: usize = sql.text[start..j].parse().map_err(|_| format!("stray '$' at {i}"))?;
-            if n == 0 || n > seen.len() {
-                return Err(format!("placeholder ${n} has no bind"));
-            }
-            seen[n - 1] = true;
-            i = j;
-        } else {
-            i += 1;
-        }
-    }
-    match seen.iter().position(|s| !s) {
-        Some(k) => Err(format!("bind {} has no placeholder", k + 1)),
-        None => Ok(()),
-    }
-}
 
 async fn run_cases(pool: &AnyPool, dialect: Dialect) -> usize {
     let mut failures = Vec::new();
@@ -502,7 +475,7 @@ async fn run_cases(pool: &AnyPool, dialect: Dialect) -> usize {
                 continue;
             }
         };
-        if let Err(e) = check_placeholders(&sql) {
+        if let Err(e) = sql.check_placeholders() {
             failures.push(format!("{:?} {}: {e}\n  {}", c.route, c.body, sql.text));
             continue;
         }
