@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{record, write};
+use super::{record, record_singleton, write};
 use crate::api::error::ApiResult;
 use crate::db::Db;
 use crate::eventlog::{ExpectedVersion, NewEvent, StreamRef, StreamType};
@@ -115,7 +115,11 @@ pub async fn ingest(db: &Db, events: Vec<ClientEvent>) -> ApiResult<usize> {
                     correlation_id: None,
                     causation_id: ev.follows,
                 };
-                appended += record(conn, dialect, stream, expected, vec![new_event]).await?.len();
+                appended += if stream.stream_type == StreamType::ClientEvent {
+                    usize::from(record_singleton(conn, dialect, stream, new_event).await?)
+                } else {
+                    record(conn, dialect, stream, expected, vec![new_event]).await?.len()
+                };
             }
             Ok(appended)
         })

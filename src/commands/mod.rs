@@ -47,6 +47,16 @@ where
     }
 }
 
+/// Appends a client event that is a stream of its own (keyed by its id) and
+/// applies it to the server model. `false` when it was already in the log.
+pub async fn record_singleton(conn: &mut AnyConnection, dialect: Dialect, stream: StreamRef, event: NewEvent) -> ApiResult<bool> {
+    let Some(recorded) = eventlog::append_singleton(conn, dialect, stream, event).await? else {
+        return Ok(false);
+    };
+    projections::server::apply(conn, dialect, &recorded).await?;
+    Ok(true)
+}
+
 /// Appends events to a stream and applies them to the server model, in the
 /// caller's transaction. Returns the events actually appended (resends of an
 /// event id already in the log are skipped).

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-pub use store::{append, head, lock_key, lock_stream, read_after, read_all_in_order, stream_version, Cursor};
+pub use store::{append, append_singleton, head, lock_key, lock_stream, read_after, read_all_in_order, stream_version, Cursor};
 
 /// The tenant of single-tenant (OSS) mode.
 pub const DEFAULT_WORKSPACE: Uuid = Uuid::nil();

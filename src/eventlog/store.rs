@@ -80,48 +80,79 @@ pub async fn append(
     if !ok {
         return Err(AppendError::WrongExpectedVersion { stream: stream.lock_key(), expected, actual: version });
     }
-    let insert = match dialect {
-        Dialect::Postgres => "INSERT INTO es_events (event_id, stream_type, stream_id, stream_version, event_type, workspace_id, occurred, correlation_id, causation_id, payload) \
-             VALUES ($1::uuid, $2, $3::uuid, $4, $5, $6::uuid, $7::timestamptz, $8::uuid, $9::uuid, $10::json) \
-             RETURNING position, tx_id::text::bigint AS tx_id",
-        Dialect::Sqlite => "INSERT INTO es_events (event_id, stream_type, stream_id, stream_version, event_type, workspace_id, occurred, correlation_id, causation_id, payload) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING position, tx_id",
-    };
     let mut recorded = Vec::with_capacity(events.len());
     for ev in events {
         if already_appended(conn, dialect, ev.event_id).await? {
             continue;
         }
+        // Under the stream lock, after the id check, the only possible
+        // conflict is on the stream version: another writer got there first.
+        let event = insert(conn, dialect, stream, version + 1, ev)
+            .await?
+            .ok_or_else(|| AppendError::WrongExpectedVersion { stream: stream.lock_key(), expected, actual: version + 1 })?;
         version += 1;
-        let row = sqlx::query(insert)
-            .bind(ev.event_id.to_string())
-            .bind(stream.stream_type.as_str())
-            .bind(stream.id.to_string())
-            .bind(version)
-            .bind(ev.event_type.as_str())
-            .bind(DEFAULT_WORKSPACE.to_string())
-            .bind(fmt_ts(ev.occurred))
-            .bind(ev.correlation_id.map(|u| u.to_string()))
-            .bind(ev.causation_id.map(|u| u.to_string()))
-            .bind(ev.payload.to_string())
-            .fetch_one(&mut *conn)
-            .await?;
-        recorded.push(RecordedEvent {
-            position: row.try_get("position")?,
-            tx_id: row.try_get("tx_id")?,
-            event_id: ev.event_id,
-            stream,
-            stream_version: version,
-            event_type: ev.event_type,
-            schema_version: 1,
-            workspace_id: DEFAULT_WORKSPACE,
-            occurred: ev.occurred,
-            correlation_id: ev.correlation_id,
-            causation_id: ev.causation_id,
-            payload: ev.payload,
-        });
+        recorded.push(event);
     }
     Ok(recorded)
+}
+
+/// Appends the one event of a single-event stream (a client event keyed by
+/// its own id): no lock and no version lookup are needed, since the stream
+/// can only ever hold this event; a resend is absorbed by the unique indexes.
+/// Returns `None` when the event was already in the log.
+pub async fn append_singleton(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    stream: StreamRef,
+    event: NewEvent,
+) -> Result<Option<RecordedEvent>, AppendError> {
+    Ok(insert(conn, dialect, stream, 1, event).await?)
+}
+
+/// Inserts one event at `version`; an event id (or stream version) already
+/// present leaves the log unchanged and returns `None`.
+async fn insert(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    stream: StreamRef,
+    version: i64,
+    ev: NewEvent,
+) -> Result<Option<RecordedEvent>, sqlx::Error> {
+    let sql = match dialect {
+        Dialect::Postgres => "INSERT INTO es_events (event_id, stream_type, stream_id, stream_version, event_type, workspace_id, occurred, correlation_id, causation_id, payload) \
+             VALUES ($1::uuid, $2, $3::uuid, $4, $5, $6::uuid, $7::timestamptz, $8::uuid, $9::uuid, $10::json) \
+             ON CONFLICT DO NOTHING RETURNING position, tx_id::text::bigint AS tx_id",
+        Dialect::Sqlite => "INSERT INTO es_events (event_id, stream_type, stream_id, stream_version, event_type, workspace_id, occurred, correlation_id, causation_id, payload) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING RETURNING position, tx_id",
+    };
+    let row = sqlx::query(sql)
+        .bind(ev.event_id.to_string())
+        .bind(stream.stream_type.as_str())
+        .bind(stream.id.to_string())
+        .bind(version)
+        .bind(ev.event_type.as_str())
+        .bind(DEFAULT_WORKSPACE.to_string())
+        .bind(fmt_ts(ev.occurred))
+        .bind(ev.correlation_id.map(|u| u.to_string()))
+        .bind(ev.causation_id.map(|u| u.to_string()))
+        .bind(ev.payload.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(RecordedEvent {
+        position: row.try_get("position")?,
+        tx_id: row.try_get("tx_id")?,
+        event_id: ev.event_id,
+        stream,
+        stream_version: version,
+        event_type: ev.event_type,
+        schema_version: 1,
+        workspace_id: DEFAULT_WORKSPACE,
+        occurred: ev.occurred,
+        correlation_id: ev.correlation_id,
+        causation_id: ev.causation_id,
+        payload: ev.payload,
+    }))
 }
 
 fn select_columns(dialect: Dialect) -> &'static str {
