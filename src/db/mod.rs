@@ -8,6 +8,7 @@
 
 pub mod sql;
 pub mod text_search;
+pub mod timestamp;
 
 use std::str::FromStr;
 use std::sync::Arc;

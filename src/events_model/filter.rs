@@ -28,7 +28,6 @@
 //! [`Dialect::rewrite`] and bind [`Sql::binds`] in order. No literal `$` ever
 //! appears in the SQL text (JSON paths are bound).
 
-mod timestamp;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::de::{DeserializeOwned, Error as _};
@@ -36,7 +35,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 pub use crate::db::text_search::{parse_text_search_query, TextSearchQuery};
-pub use timestamp::{format_ts, parse_stored, pydantic_ts, python_isoformat, stored_to_pydantic, Timestamp};
+pub use crate::db::timestamp::{format_ts, parse_stored, pydantic_ts, python_isoformat, stored_to_pydantic, Timestamp};
 
 use crate::db::sql::{Bind, Dialect, Sql};
 

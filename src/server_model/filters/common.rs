@@ -1,8 +1,6 @@
 //! Pieces shared by every filter: the operator, state types, timestamps as
 //! Prefect accepts them, and the condition-building context.
 
-use chrono::{DateTime, Utc};
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 use crate::db::sql::{Bind, Dialect, Sql};
@@ -52,68 +50,7 @@ impl StateType {
     }
 }
 
-/// A datetime as Prefect's filters accept it (ISO 8601 / RFC 3339 text, a
-/// date alone, zone-less text taken as UTC, or Unix seconds / milliseconds),
-/// held in the read model's text form: UTC, six fractional digits, `Z`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Timestamp(pub String);
-
-impl Timestamp {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Parses what pydantic accepts for a `datetime` field (lax mode).
-    pub fn parse(s: &str) -> Option<Timestamp> {
-        crate::time::parse_lax_datetime(s).map(|dt| Timestamp(format_ts(dt)))
-    }
-
-    fn from_unix(v: f64) -> Option<Timestamp> {
-        // pydantic: magnitudes above 2e10 are milliseconds, otherwise seconds.
-        let secs = if v.abs() > 2e10 { v / 1000.0 } else { v };
-        if !secs.is_finite() {
-            return None;
-        }
-        let micros = (secs * 1_000_000.0).round() as i64;
-        DateTime::<Utc>::from_timestamp_micros(micros).map(|dt| Timestamp(format_ts(dt)))
-    }
-}
-
-/// The read model's timestamp text: UTC with exactly six fractional digits.
-pub fn format_ts(dt: DateTime<Utc>) -> String {
-    dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
-
-
-impl<'de> Deserialize<'de> for Timestamp {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Timestamp;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a datetime (ISO 8601 text or Unix time)")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Timestamp, E> {
-                if let Ok(v) = s.trim().parse::<f64>() {
-                    return Timestamp::from_unix(v).ok_or_else(|| E::custom("Input should be a valid datetime"));
-                }
-                Timestamp::parse(s).ok_or_else(|| {
-                    E::custom(format!("Input should be a valid datetime, got {s:?}"))
-                })
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Timestamp, E> {
-                Timestamp::from_unix(v as f64).ok_or_else(|| E::custom("Input should be a valid datetime"))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Timestamp, E> {
-                Timestamp::from_unix(v as f64).ok_or_else(|| E::custom("Input should be a valid datetime"))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Timestamp, E> {
-                Timestamp::from_unix(v).ok_or_else(|| E::custom("Input should be a valid datetime"))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
+pub use crate::db::timestamp::{format_ts, Timestamp};
 
 /// Condition building: the statement's binds plus the dialect and a counter
 /// for fresh subquery aliases.

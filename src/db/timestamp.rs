@@ -1,7 +1,7 @@
-//! Timestamps as Prefect's event filters accept them (pydantic's lax
-//! datetime parsing, copied from `server_model::filters::common`), held in
-//! the read model's text form (UTC, six fractional digits, `Z`), and the two
-//! ways Prefect writes them back out.
+//! Timestamps as Prefect's filters accept them (pydantic's lax datetime
+//! parsing: text or Unix time), held in the read models' text form (UTC, six
+//! fractional digits, `Z`), and the two ways Prefect writes them back out.
+//! Shared by the run filters and the event filters.
 
 use chrono::{DateTime, Timelike, Utc};
 use serde::de::{self, Deserializer, Visitor};
