@@ -114,6 +114,8 @@ pub struct Settings {
     /// `PREFECT_EVENTS_RETENTION_PERIOD`; default 7 days): how long the events
     /// read model keeps an event. The log itself is never trimmed by this.
     pub events_retention: std::time::Duration,
+    /// The background services' loops (`PREFECT_SERVER_SERVICES_*`).
+    pub services: crate::services::settings::ServiceSettings,
 }
 
 impl Settings {
@@ -172,6 +174,7 @@ impl Settings {
                 "PREFECT_NATS_SUBJECT_PREFIX: {nats_subject_prefix:?} is not a valid subject prefix"
             ));
         }
+        let services = crate::services::settings::ServiceSettings::from_lookup(&get)?;
         let max_event_bytes = parse_var::<f64>(&get, "PREFECT_SERVER_EVENTS_MAXIMUM_SIZE_BYTES", "1500000")? as usize;
         Ok(Settings {
             host,
@@ -187,6 +190,7 @@ impl Settings {
             nats_url: get("PREFECT_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()).trim().to_owned(),
             nats_stream,
             nats_subject_prefix,
+            services,
             events_retention: {
                 let raw = get("PREFECT_SERVER_EVENTS_RETENTION_PERIOD")
                     .or_else(|| get("PREFECT_EVENTS_RETENTION_PERIOD"))

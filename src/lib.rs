@@ -23,6 +23,7 @@ pub mod events_model;
 pub mod orchestration;
 pub mod projections;
 pub mod replay;
+pub mod schedules;
 pub mod server_events;
 pub mod server_model;
 pub mod services;

@@ -150,3 +150,36 @@ pub struct LogsCreated {
     pub created: DateTime<Utc>,
     pub logs: Vec<LogRecord>,
 }
+
+/// A document (work pool, work queue, worker, deployment, deployment
+/// schedule) was created: its fields by Prefect JSON name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocumentCreated {
+    pub record: Map<String, Value>,
+    pub created: DateTime<Utc>,
+    /// The Prefect event the feed shows for this change, if Prefect emits one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<Value>,
+}
+
+/// Some fields of a document changed (by Prefect JSON name).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocumentUpdated {
+    pub changes: Map<String, Value>,
+    pub updated: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<Value>,
+}
+
+/// A document was deleted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DocumentDeleted {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<Value>,
+}
+
+/// The log event type of a document change, e.g.
+/// `prefect-server.work-pool.created`.
+pub fn document_event_type(kind: &str, action: &str) -> String {
+    format!("prefect-server.{kind}.{action}")
+}

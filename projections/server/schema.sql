@@ -145,3 +145,107 @@ CREATE TABLE IF NOT EXISTS log (
 );
 CREATE INDEX IF NOT EXISTS ix_log__flow_run_id_timestamp ON log (flow_run_id, timestamp);
 CREATE INDEX IF NOT EXISTS ix_log__timestamp ON log (workspace_id, timestamp);
+
+-- Work pools, their queues and workers (Prefect's `workers` router).
+CREATE TABLE IF NOT EXISTS work_pool (
+    id                      TEXT PRIMARY KEY,
+    workspace_id            TEXT NOT NULL,
+    created                 TEXT NOT NULL,
+    updated                 TEXT NOT NULL,
+    name                    TEXT NOT NULL,
+    description             TEXT,
+    type                    TEXT NOT NULL,
+    base_job_template       TEXT NOT NULL DEFAULT '{}',
+    is_paused               BIGINT NOT NULL DEFAULT 0,
+    concurrency_limit       BIGINT,
+    status                  TEXT,
+    default_queue_id        TEXT,
+    storage_configuration   TEXT NOT NULL DEFAULT '{}',
+    version                 BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_work_pool__workspace_name ON work_pool (workspace_id, name);
+
+CREATE TABLE IF NOT EXISTS work_queue (
+    id                  TEXT PRIMARY KEY,
+    workspace_id        TEXT NOT NULL,
+    created             TEXT NOT NULL,
+    updated             TEXT NOT NULL,
+    name                TEXT NOT NULL,
+    description         TEXT,
+    is_paused           BIGINT NOT NULL DEFAULT 0,
+    concurrency_limit   BIGINT,
+    priority            BIGINT NOT NULL DEFAULT 1,
+    work_pool_id        TEXT NOT NULL,
+    filter              TEXT,
+    last_polled         TEXT,
+    status              TEXT,
+    version             BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_work_queue__pool_name ON work_queue (work_pool_id, name);
+
+CREATE TABLE IF NOT EXISTS worker (
+    id                          TEXT PRIMARY KEY,
+    workspace_id                TEXT NOT NULL,
+    created                     TEXT NOT NULL,
+    updated                     TEXT NOT NULL,
+    name                        TEXT NOT NULL,
+    work_pool_id                TEXT NOT NULL,
+    last_heartbeat_time         TEXT,
+    heartbeat_interval_seconds  BIGINT,
+    status                      TEXT NOT NULL DEFAULT 'OFFLINE',
+    version                     BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_worker__pool_name ON worker (work_pool_id, name);
+
+-- Deployments and their schedules.
+CREATE TABLE IF NOT EXISTS deployment (
+    id                          TEXT PRIMARY KEY,
+    workspace_id                TEXT NOT NULL,
+    created                     TEXT NOT NULL,
+    updated                     TEXT NOT NULL,
+    name                        TEXT NOT NULL,
+    deployment_version          TEXT,
+    version_info                TEXT,
+    description                 TEXT,
+    flow_id                     TEXT NOT NULL,
+    paused                      BIGINT NOT NULL DEFAULT 0,
+    status                      TEXT NOT NULL DEFAULT 'NOT_READY',
+    tags                        TEXT NOT NULL DEFAULT '[]',
+    labels                      TEXT NOT NULL DEFAULT '{}',
+    parameters                  TEXT NOT NULL DEFAULT '{}',
+    parameter_openapi_schema    TEXT,
+    enforce_parameter_schema    BIGINT NOT NULL DEFAULT 1,
+    pull_steps                  TEXT,
+    job_variables               TEXT NOT NULL DEFAULT '{}',
+    work_queue_id               TEXT,
+    work_queue_name             TEXT,
+    path                        TEXT,
+    entrypoint                  TEXT,
+    storage_document_id         TEXT,
+    infrastructure_document_id  TEXT,
+    concurrency_limit           BIGINT,
+    concurrency_options         TEXT,
+    created_by                  TEXT,
+    updated_by                  TEXT,
+    last_polled                 TEXT,
+    version                     BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_deployment__flow_id_name ON deployment (flow_id, name);
+CREATE INDEX IF NOT EXISTS ix_deployment__work_queue_id ON deployment (work_queue_id);
+
+CREATE TABLE IF NOT EXISTS deployment_schedule (
+    id                  TEXT PRIMARY KEY,
+    workspace_id        TEXT NOT NULL,
+    created             TEXT NOT NULL,
+    updated             TEXT NOT NULL,
+    deployment_id       TEXT NOT NULL,
+    schedule            TEXT NOT NULL,
+    active              BIGINT NOT NULL DEFAULT 1,
+    max_scheduled_runs  BIGINT,
+    parameters          TEXT NOT NULL DEFAULT '{}',
+    slug                TEXT,
+    version             BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_deployment_schedule__deployment_id ON deployment_schedule (deployment_id);
+CREATE INDEX IF NOT EXISTS ix_flow_run__deployment_id ON flow_run (deployment_id, state_type);
+CREATE INDEX IF NOT EXISTS ix_flow_run__work_queue_id ON flow_run (work_queue_id, state_type, next_scheduled_start_time);

@@ -2,7 +2,9 @@
 //! Prefect router.
 
 pub mod admin;
+mod automations;
 pub mod concurrency_limits_v2;
+pub mod deployments;
 pub mod error;
 pub mod events;
 mod events_feed;
@@ -16,6 +18,8 @@ mod run_states;
 pub mod task_run_states;
 pub mod task_runs;
 mod version_check;
+pub mod work_pools;
+pub mod work_queues;
 
 use std::sync::Arc;
 
@@ -51,6 +55,10 @@ pub fn router(state: AppState) -> Router {
         .merge(logs::router())
         .merge(events::router())
         .merge(concurrency_limits_v2::router())
+        .merge(deployments::router())
+        .merge(work_pools::router())
+        .merge(work_queues::router())
+        .merge(automations::router())
         .layer(axum::middleware::from_fn(version_check::enforce_minimum_api_version))
         .fallback(not_found)
         // Outside Prefect's routers, so not subject to the version check.

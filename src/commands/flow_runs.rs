@@ -184,12 +184,32 @@ pub async fn create_flow_run(db: &Db, body: FlowRunCreate, name_seed: u128) -> A
     let dialect = db.dialect;
     write(db, move |conn| {
         let body = body.clone();
-        Box::pin(async move { create_in_tx(conn, dialect, body, name_seed).await })
+        Box::pin(async move { create_in_tx(conn, dialect, body, name_seed, RunOrigin::default()).await })
     })
     .await
 }
 
-async fn create_in_tx(conn: &mut AnyConnection, dialect: Dialect, body: FlowRunCreate, name_seed: u128) -> ApiResult<(Uuid, bool)> {
+/// Where a run comes from when it is not a plain `POST /flow_runs/`: a
+/// deployment (through `create_flow_run` or the scheduler) fills these.
+#[derive(Debug, Clone, Default)]
+pub struct RunOrigin {
+    pub deployment_version: Option<String>,
+    pub work_queue_id: Option<Uuid>,
+    pub work_pool_id: Option<Uuid>,
+    pub auto_scheduled: bool,
+    pub created_by: Value,
+    /// Labels between the flow's and the caller's (the deployment's).
+    pub labels: Map<String, Value>,
+}
+
+/// Creates a run inside the caller's transaction (see [`create_flow_run`]).
+pub async fn create_in_tx(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    body: FlowRunCreate,
+    name_seed: u128,
+    origin: RunOrigin,
+) -> ApiResult<(Uuid, bool)> {
     let flow = sqlx::query(&dialect.rewrite("SELECT labels FROM flow WHERE id = $1 AND workspace_id = $2"))
         .bind(body.flow_id.to_string())
         .bind(DEFAULT_WORKSPACE.to_string())
@@ -212,6 +232,7 @@ async fn create_in_tx(conn: &mut AnyConnection, dialect: Dialect, body: FlowRunC
     let id = Uuid::now_v7();
     let now = micros(Utc::now());
     let mut labels: Map<String, Value> = serde_json::from_str(&flow_labels).unwrap_or_default();
+    labels.extend(origin.labels);
     labels.extend(body.labels.clone().unwrap_or_default());
     labels.insert("prefect.flow.id".into(), Value::from(body.flow_id.to_string()));
     let tags = Value::from(body.tags.clone().unwrap_or_default());
@@ -223,10 +244,10 @@ async fn create_in_tx(conn: &mut AnyConnection, dialect: Dialect, body: FlowRunC
         flow_id: body.flow_id,
         flow_version: body.flow_version.clone(),
         deployment_id: body.deployment_id,
-        deployment_version: None,
-        work_queue_id: None,
+        deployment_version: origin.deployment_version,
+        work_queue_id: origin.work_queue_id,
         work_queue_name: body.work_queue_name.clone(),
-        work_pool_id: None,
+        work_pool_id: origin.work_pool_id,
         work_pool_name: body.work_pool_name.clone(),
         parameters: Value::Object(body.parameters.clone().unwrap_or_default()),
         idempotency_key: body.idempotency_key.clone(),
@@ -235,9 +256,9 @@ async fn create_in_tx(conn: &mut AnyConnection, dialect: Dialect, body: FlowRunC
         tags: tags.clone(),
         labels: Value::Object(labels),
         parent_task_run_id: body.parent_task_run_id,
-        auto_scheduled: false,
+        auto_scheduled: origin.auto_scheduled,
         infrastructure_document_id: body.infrastructure_document_id,
-        created_by: Value::Null,
+        created_by: origin.created_by,
         job_variables: Value::Object(body.job_variables.clone().unwrap_or_default()),
     };
     let run_name = record_body.name.clone();
@@ -287,9 +308,21 @@ async fn create_in_tx(conn: &mut AnyConnection, dialect: Dialect, body: FlowRunC
 
 /// Proposes a new state for a flow run and records it if the rules allow.
 pub async fn set_flow_run_state(db: &Db, id: Uuid, body: SetStateBody, api_version: (u32, u32, u32)) -> ApiResult<SetStateResult> {
+    let result = set_state_guarded(db, id, body, api_version, |_| true).await?;
+    result.ok_or_else(|| AppError::Internal(anyhow::anyhow!("unguarded transition skipped")))
+}
+
+/// Like [`set_flow_run_state`], but only when `guard` holds for the run as
+/// it is under the stream lock (services use this: e.g. only a run that is
+/// still SCHEDULED is marked late). `None` when the guard refused.
+pub async fn set_state_guarded<G>(db: &Db, id: Uuid, body: SetStateBody, api_version: (u32, u32, u32), guard: G) -> ApiResult<Option<SetStateResult>>
+where
+    G: Fn(&FlowRunSnapshot) -> bool + Clone + Send + Sync + 'static,
+{
     let dialect = db.dialect;
     write(db, move |conn| {
         let body = body.clone();
+        let guard = guard.clone();
         Box::pin(async move {
             let stream = StreamRef::new(StreamType::FlowRun, id);
             lock_stream(conn, dialect, &stream).await?;
@@ -305,6 +338,9 @@ pub async fn set_flow_run_state(db: &Db, id: Uuid, body: SetStateBody, api_versi
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or(Value::Null);
             let snapshot = snapshot_from_row(&row);
+            if !guard(&snapshot) {
+                return Ok(None);
+            }
             let initial = snapshot.state.clone();
             let policy_before = snapshot.empirical_policy.clone();
             let now = micros(Utc::now());
@@ -328,7 +364,7 @@ pub async fn set_flow_run_state(db: &Db, id: Uuid, body: SetStateBody, api_versi
                 record(conn, dialect, StreamRef::new(StreamType::FlowRun, id), ExpectedVersion::Exact(version), vec![event]).await?;
             }
             record_transition(conn, dialect, id, &name, &flow_id, &tags, version, initial.as_ref(), &outcome).await?;
-            Ok(SetStateResult { outcome })
+            Ok(Some(SetStateResult { outcome }))
         })
     })
     .await
@@ -362,6 +398,19 @@ pub async fn update_flow_run(db: &Db, id: Uuid, changes: Map<String, Value>, mer
         })
     })
     .await
+}
+
+/// Deletes runs inside the caller's transaction (runs already gone are skipped).
+pub async fn delete_in_tx(conn: &mut AnyConnection, dialect: Dialect, ids: &[Uuid]) -> ApiResult<()> {
+    let now = micros(Utc::now());
+    for id in ids {
+        let stream = StreamRef::new(StreamType::FlowRun, *id);
+        lock_stream(conn, dialect, &stream).await?;
+        if read_flow_run_row(conn, dialect, &id.to_string()).await?.is_some() {
+            record(conn, dialect, stream, ExpectedVersion::Any, vec![NewEvent::new(Uuid::now_v7(), FLOW_RUN_DELETED, now, json!({}))]).await?;
+        }
+    }
+    Ok(())
 }
 
 pub async fn delete_flow_run(db: &Db, id: Uuid) -> ApiResult<()> {

@@ -5,10 +5,13 @@
 
 pub mod client_events;
 pub mod flow_runs;
+pub mod deployments;
+pub mod documents;
 pub mod flows;
 pub mod logs;
 pub mod names;
 pub mod task_runs;
+pub mod work_pools;
 
 use std::time::Duration;
 
@@ -72,4 +75,15 @@ pub async fn record(
         projections::server::apply(conn, dialect, event).await?;
     }
     Ok(recorded)
+}
+
+/// Reads `null` as the type's default, as pydantic does for the optional
+/// collections Prefect's client sends as `null` (e.g. `job_variables`).
+pub fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + serde::Deserialize<'de>,
+{
+    use serde::Deserialize;
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }

@@ -31,3 +31,32 @@ mod tests {
         assert_eq!(s.split('-').count(), 2);
     }
 }
+
+/// Characters Prefect bans from object names (`prefect.types.names`).
+const BANNED: &[char] = &['/', '%', '&', '>', '<'];
+
+/// Prefect's `Name`: non-empty, none of `/ % & > <`.
+pub fn validate_name(loc: &[&str], name: &str) -> crate::api::error::ApiResult<()> {
+    if name.is_empty() || name.contains(BANNED) {
+        return Err(crate::api::error::AppError::Validation {
+            detail: vec![serde_json::json!({
+                "type": "string_pattern_mismatch",
+                "loc": loc,
+                "msg": "String should match pattern '^[^/%&><]+$'",
+                "input": name,
+                "ctx": {"pattern": "^[^/%&><]+$"},
+            })],
+            body: serde_json::Value::Null,
+        });
+    }
+    Ok(())
+}
+
+/// Prefect's `NonEmptyishName`: a [`validate_name`] that is not just quotes
+/// and spaces.
+pub fn validate_non_emptyish_name(loc: &[&str], name: &str) -> crate::api::error::ApiResult<()> {
+    if name.trim_matches(|c| c == '\'' || c == ' ' || c == '"').is_empty() {
+        return Err(crate::api::error::AppError::invalid(loc, "Value error, name cannot be an empty string", serde_json::json!(name)));
+    }
+    validate_name(loc, name)
+}

@@ -25,6 +25,11 @@ pub enum StreamType {
     TaskRun,
     LogBatch,
     ClientEvent,
+    WorkPool,
+    WorkQueue,
+    Worker,
+    Deployment,
+    DeploymentSchedule,
 }
 
 impl StreamType {
@@ -35,6 +40,11 @@ impl StreamType {
             StreamType::TaskRun => "task_run",
             StreamType::LogBatch => "log_batch",
             StreamType::ClientEvent => "event",
+            StreamType::WorkPool => "work_pool",
+            StreamType::WorkQueue => "work_queue",
+            StreamType::Worker => "worker",
+            StreamType::Deployment => "deployment",
+            StreamType::DeploymentSchedule => "deployment_schedule",
         }
     }
 
@@ -45,6 +55,11 @@ impl StreamType {
             StreamType::TaskRun,
             StreamType::LogBatch,
             StreamType::ClientEvent,
+            StreamType::WorkPool,
+            StreamType::WorkQueue,
+            StreamType::Worker,
+            StreamType::Deployment,
+            StreamType::DeploymentSchedule,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)

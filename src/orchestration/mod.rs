@@ -4,5 +4,6 @@
 
 pub mod flow_policy;
 pub mod outcome;
+pub mod parameters;
 pub mod states;
 pub mod task_policy;

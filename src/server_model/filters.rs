@@ -13,6 +13,7 @@
 //! [`Dialect::rewrite`] and bind [`Sql::binds`] in order.
 
 mod common;
+pub mod documents;
 mod flow_runs;
 mod flows;
 mod logs;
@@ -55,11 +56,11 @@ pub struct RunFilterBody {
     pub flows: Option<FlowFilter>,
     pub flow_runs: Option<FlowRunFilter>,
     pub task_runs: Option<TaskRunFilter>,
-    /// Accepted only when vacuous (see [`is_vacuous`]): no deployment table yet.
+    /// `DeploymentFilter`, compiled by [`documents::compile`].
     pub deployments: Option<Value>,
-    /// Accepted only when vacuous: no work pool table yet.
+    /// `WorkPoolFilter`.
     pub work_pools: Option<Value>,
-    /// Accepted only when vacuous: no work queue table yet.
+    /// `WorkQueueFilter`.
     pub work_pool_queues: Option<Value>,
     pub sort: Option<String>,
     #[serde(default, deserialize_with = "lax_int")]
@@ -129,11 +130,100 @@ pub fn is_vacuous(v: &Value) -> bool {
     }
 }
 
-fn require_vacuous(v: &Option<Value>, name: &str) -> Result<(), FilterError> {
-    match v {
-        Some(v) if !is_vacuous(v) => Err(FilterError::Unsupported(name.to_owned())),
-        _ => Ok(()),
+/// `EXISTS (deployment matching the body's deployment and work pool
+/// filters, joined to the outer row by `link`)`, or `None` when neither
+/// filter is present.
+fn deployment_exists(ctx: &mut Ctx, body: &RunFilterBody, link: &str) -> Result<Option<String>, FilterError> {
+    let deployments = body.deployments.as_ref().filter(|v| !v.is_null());
+    let pools = body.work_pools.as_ref().filter(|v| !v.is_null());
+    if deployments.is_none() && pools.is_none() {
+        return Ok(None);
     }
+    let d = ctx.alias("deployment");
+    let mut from = format!("deployment {d}");
+    let mut conds = vec![format!("{d}.{link}")];
+    if let Some(f) = deployments {
+        conds.push(documents::compile(ctx, f, documents::DEPLOYMENT_FILTER, &d, &["body", "deployments"])?);
+    }
+    if let Some(f) = pools {
+        let (q, p) = (ctx.alias("work_queue"), ctx.alias("work_pool"));
+        from.push_str(&format!(" JOIN work_queue {q} ON {q}.id = {d}.work_queue_id JOIN work_pool {p} ON {p}.id = {q}.work_pool_id"));
+        conds.push(documents::compile(ctx, f, documents::WORK_POOL_FILTER, &p, &["body", "work_pools"])?);
+    }
+    Ok(Some(format!("EXISTS (SELECT 1 FROM {from} WHERE {})", all_of(&conds))))
+}
+
+/// Compiles a document filter (see [`documents`]) on alias `t`, adding its
+/// binds to `sql`.
+pub fn compile_doc_filter(
+    sql: &mut Sql,
+    dialect: Dialect,
+    filter: &Value,
+    fields: &[documents::FieldSpec],
+    t: &str,
+    loc: &[&str],
+) -> Result<String, FilterError> {
+    let mut ctx = Ctx::new(sql, dialect);
+    documents::compile(&mut ctx, filter, fields, t, loc)
+}
+
+/// The WHERE condition (on table `deployment`) for `/deployments/filter|count`.
+pub fn deployments_where(body: &RunFilterBody, dialect: Dialect, sql: &mut Sql, workspace_id: &str) -> Result<String, FilterError> {
+    let mut ctx = Ctx::new(sql, dialect);
+    let ws = ctx.bind(workspace_id);
+    let mut parts = vec![format!("deployment.workspace_id = {ws}")];
+    if let Some(f) = body.deployments.as_ref().filter(|v| !v.is_null()) {
+        parts.push(documents::compile(&mut ctx, f, documents::DEPLOYMENT_FILTER, "deployment", &["body", "deployments"])?);
+    }
+    if let Some(f) = &body.flows {
+        let a = ctx.alias("flow");
+        let cond = f.to_sql(&mut ctx, &a);
+        parts.push(format!("EXISTS (SELECT 1 FROM flow {a} WHERE ({a}.id = deployment.flow_id) AND ({cond}))"));
+    }
+    if body.flow_runs.is_some() || body.task_runs.is_some() {
+        let fr = ctx.alias("flow_run");
+        let mut from = format!("flow_run {fr}");
+        let mut conds = vec![format!("{fr}.deployment_id = deployment.id")];
+        if let Some(f) = &body.flow_runs {
+            conds.push(f.to_sql(&mut ctx, &fr));
+        }
+        if let Some(f) = &body.task_runs {
+            let tr = ctx.alias("task_run");
+            from.push_str(&format!(" JOIN task_run {tr} ON {tr}.flow_run_id = {fr}.id"));
+            conds.push(f.to_sql(&mut ctx, &tr));
+        }
+        parts.push(format!("EXISTS (SELECT 1 FROM {from} WHERE {})", all_of(&conds)));
+    }
+    let pools = body.work_pools.as_ref().filter(|v| !v.is_null());
+    let queues = body.work_pool_queues.as_ref().filter(|v| !v.is_null());
+    if pools.is_some() || queues.is_some() {
+        let (q, p) = (ctx.alias("work_queue"), ctx.alias("work_pool"));
+        let mut conds = vec![format!("{q}.id = deployment.work_queue_id")];
+        if let Some(f) = queues {
+            conds.push(documents::compile(&mut ctx, f, documents::WORK_QUEUE_FILTER, &q, &["body", "work_pool_queues"])?);
+        }
+        if let Some(f) = pools {
+            conds.push(documents::compile(&mut ctx, f, documents::WORK_POOL_FILTER, &p, &["body", "work_pools"])?);
+        }
+        parts.push(format!("EXISTS (SELECT 1 FROM work_queue {q} JOIN work_pool {p} ON {p}.id = {q}.work_pool_id WHERE {})", all_of(&conds)));
+    }
+    Ok(all_of(&parts))
+}
+
+/// `POST /deployments/filter`: `SELECT {columns} FROM deployment ...` (default sort `NAME_ASC`).
+pub fn select_deployments(body: &RunFilterBody, dialect: Dialect, workspace_id: &str, columns: &str) -> Result<Sql, FilterError> {
+    let order = crate::server_model::sorts::deployment_order(body.sort.as_deref())?;
+    let (limit, offset) = page(body.limit, body.offset)?;
+    let mut sql = Sql::default();
+    let cond = deployments_where(body, dialect, &mut sql, workspace_id)?;
+    Ok(select(sql, columns, "deployment", &cond, &order, limit, offset))
+}
+
+/// `POST /deployments/count`.
+pub fn count_deployments(body: &RunFilterBody, dialect: Dialect, workspace_id: &str) -> Result<Sql, FilterError> {
+    let mut sql = Sql::default();
+    let cond = deployments_where(body, dialect, &mut sql, workspace_id)?;
+    Ok(count(sql, "deployment", &cond))
 }
 
 /// Validates `limit` (default and maximum [`DEFAULT_LIMIT`], at least 0, as
@@ -166,14 +256,15 @@ fn all_of(parts: &[String]) -> String {
 
 /// The WHERE condition (on table `flow`) for `/flows/filter|count`.
 pub fn flows_where(body: &RunFilterBody, dialect: Dialect, sql: &mut Sql, workspace_id: &str) -> Result<String, FilterError> {
-    require_vacuous(&body.deployments, "deployments")?;
-    require_vacuous(&body.work_pools, "work_pools")?;
     // `work_pool_queues` is not a parameter of the flow routes: Prefect ignores it.
     let mut ctx = Ctx::new(sql, dialect);
     let ws = ctx.bind(workspace_id);
     let mut parts = vec![format!("flow.workspace_id = {ws}")];
     if let Some(f) = &body.flows {
         parts.push(f.to_sql(&mut ctx, "flow"));
+    }
+    if let Some(cond) = deployment_exists(&mut ctx, body, "flow_id = flow.id")? {
+        parts.push(cond);
     }
     if body.flow_runs.is_some() || body.task_runs.is_some() {
         let fr = ctx.alias("flow_run");
@@ -194,12 +285,24 @@ pub fn flows_where(body: &RunFilterBody, dialect: Dialect, sql: &mut Sql, worksp
 
 /// The WHERE condition (on table `flow_run`) for `/flow_runs/filter|count`.
 pub fn flow_runs_where(body: &RunFilterBody, dialect: Dialect, sql: &mut Sql, workspace_id: &str) -> Result<String, FilterError> {
-    require_vacuous(&body.deployments, "deployments")?;
-    require_vacuous(&body.work_pools, "work_pools")?;
-    require_vacuous(&body.work_pool_queues, "work_pool_queues")?;
     let mut ctx = Ctx::new(sql, dialect);
     let ws = ctx.bind(workspace_id);
     let mut parts = vec![format!("flow_run.workspace_id = {ws}")];
+    if let Some(f) = body.deployments.as_ref().filter(|v| !v.is_null()) {
+        let a = ctx.alias("deployment");
+        let cond = documents::compile(&mut ctx, f, documents::DEPLOYMENT_FILTER, &a, &["body", "deployments"])?;
+        parts.push(format!("EXISTS (SELECT 1 FROM deployment {a} WHERE ({a}.id = flow_run.deployment_id) AND ({cond}))"));
+    }
+    if let Some(f) = body.work_pools.as_ref().filter(|v| !v.is_null()) {
+        let a = ctx.alias("work_pool");
+        let cond = documents::compile(&mut ctx, f, documents::WORK_POOL_FILTER, &a, &["body", "work_pools"])?;
+        parts.push(format!("EXISTS (SELECT 1 FROM work_pool {a} WHERE ({a}.id = flow_run.work_pool_id) AND ({cond}))"));
+    }
+    if let Some(f) = body.work_pool_queues.as_ref().filter(|v| !v.is_null()) {
+        let a = ctx.alias("work_queue");
+        let cond = documents::compile(&mut ctx, f, documents::WORK_QUEUE_FILTER, &a, &["body", "work_pool_queues"])?;
+        parts.push(format!("EXISTS (SELECT 1 FROM work_queue {a} WHERE ({a}.id = flow_run.work_queue_id) AND ({cond}))"));
+    }
     if let Some(f) = &body.flow_runs {
         parts.push(f.to_sql(&mut ctx, "flow_run"));
     }
@@ -228,12 +331,18 @@ pub fn task_runs_where(
     workspace_id: &str,
     id_shortcut: bool,
 ) -> Result<String, FilterError> {
-    require_vacuous(&body.deployments, "deployments")?;
     // `work_pools` / `work_pool_queues` are not parameters of the task run
     // routes: Prefect ignores them.
     let mut ctx = Ctx::new(sql, dialect);
     let ws = ctx.bind(workspace_id);
     let mut parts = vec![format!("task_run.workspace_id = {ws}")];
+    if let Some(f) = body.deployments.as_ref().filter(|v| !v.is_null()) {
+        let (fr, d) = (ctx.alias("flow_run"), ctx.alias("deployment"));
+        let cond = documents::compile(&mut ctx, f, documents::DEPLOYMENT_FILTER, &d, &["body", "deployments"])?;
+        parts.push(format!(
+            "EXISTS (SELECT 1 FROM flow_run {fr} JOIN deployment {d} ON {d}.id = {fr}.deployment_id WHERE ({fr}.id = task_run.flow_run_id) AND ({cond}))"
+        ));
+    }
     if let Some(f) = &body.task_runs {
         parts.push(f.to_sql(&mut ctx, "task_run"));
     }

@@ -1,6 +1,8 @@
 //! Queries over the server read model and the JSON shapes Prefect returns
 //! for its rows (`Flow`, `FlowRunResponse`, `TaskRun`, `State`, `Log`).
 
+pub mod deployments;
+pub mod documents;
 pub mod filters;
 pub mod flow_runs;
 pub mod flows;
@@ -9,6 +11,7 @@ pub mod paginate;
 pub mod sorts;
 pub mod states;
 pub mod task_runs;
+pub mod work_pools;
 
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;

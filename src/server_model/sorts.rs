@@ -178,3 +178,21 @@ impl LogSort {
         }
     }
 }
+
+/// `DeploymentSort` as `ORDER BY` terms on table `deployment` (default
+/// `NAME_ASC`).
+pub fn deployment_order(sort: Option<&str>) -> Result<String, crate::server_model::filters::FilterError> {
+    let t = "deployment";
+    Ok(match sort.unwrap_or("NAME_ASC") {
+        "CREATED_DESC" => terms(t, &[("{t}.created", true)]),
+        "UPDATED_DESC" => terms(t, &[("{t}.updated", true)]),
+        "NAME_ASC" => terms(t, &[("{t}.name", false)]),
+        "NAME_DESC" => terms(t, &[("{t}.name", true)]),
+        other => {
+            return Err(crate::server_model::filters::FilterError::Invalid {
+                loc: vec!["body".into(), "sort".into()],
+                msg: format!("Input should be 'CREATED_DESC', 'UPDATED_DESC', 'NAME_ASC' or 'NAME_DESC' (got {other:?})"),
+            })
+        }
+    })
+}

@@ -1,12 +1,15 @@
 //! Background services: what `prefect-server` (by default) and
 //! `prefect-server services` run besides the API.
 //!
-//! Today: the events projector, the relay to the broker, and events
-//! retention. (Scheduler, late runs and the other Prefect services come with
-//! the deployments work.)
+//! The events projector, the relay to the broker, events retention, and
+//! Prefect's orchestration services: scheduler, late runs, foreman.
 
+pub mod foreman;
+pub mod late_runs;
 pub mod leader;
 pub mod retention;
+pub mod scheduler;
+pub mod settings;
 
 use std::sync::Arc;
 
@@ -25,7 +28,21 @@ pub fn spawn_all(db: &Db, broker: Arc<dyn Broker>, settings: &Settings) -> JoinS
     set.spawn(run_projector(db.clone(), projected.clone()));
     set.spawn(run_relay(db.clone(), broker, projected));
     set.spawn(retention::run(db.clone(), settings.events_retention));
-    tracing::info!("background services started: events projector, event relay, events retention");
+    let mut names = vec!["events projector", "event relay", "events retention"];
+    let s = &settings.services;
+    if s.scheduler_enabled {
+        set.spawn(scheduler::run(db.clone(), settings.clone()));
+        names.push("scheduler");
+    }
+    if s.late_runs_enabled {
+        set.spawn(late_runs::run(db.clone(), settings.clone()));
+        names.push("late runs");
+    }
+    if s.foreman_enabled {
+        set.spawn(foreman::run(db.clone(), settings.clone()));
+        names.push("foreman");
+    }
+    tracing::info!(services = %names.join(", "), "background services started");
     set
 }
 

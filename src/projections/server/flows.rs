@@ -43,6 +43,8 @@ pub(super) async fn apply(conn: &mut AnyConnection, dialect: Dialect, event: &Re
                 "DELETE FROM task_run_state WHERE task_run_id IN (SELECT id FROM task_run WHERE flow_run_id IN (SELECT id FROM flow_run WHERE flow_id = $1))",
                 "DELETE FROM task_run WHERE flow_run_id IN (SELECT id FROM flow_run WHERE flow_id = $1)",
                 "DELETE FROM flow_run WHERE flow_id = $1",
+                "DELETE FROM deployment_schedule WHERE deployment_id IN (SELECT id FROM deployment WHERE flow_id = $1)",
+                "DELETE FROM deployment WHERE flow_id = $1",
                 "DELETE FROM flow WHERE id = $1",
             ] {
                 exec(conn, dialect, sql, &[Bind::Text(id.clone())]).await?;

@@ -2,6 +2,7 @@
 //! task-run, state and log tables. Deterministic: everything comes from the
 //! event, so replaying the log rebuilds the same rows.
 
+mod documents;
 mod flow_runs;
 mod flows;
 mod logs;
@@ -26,7 +27,20 @@ pub enum ProjectionError {
 }
 
 /// The tables of this model, in an order safe for truncation.
-pub const TABLES: &[&str] = &["log", "task_run_state_cache", "task_run_state", "task_run", "flow_run_state", "flow_run", "flow"];
+pub const TABLES: &[&str] = &[
+    "log",
+    "task_run_state_cache",
+    "task_run_state",
+    "task_run",
+    "flow_run_state",
+    "flow_run",
+    "deployment_schedule",
+    "deployment",
+    "worker",
+    "work_queue",
+    "work_pool",
+    "flow",
+];
 
 /// Applies one event to the server model.
 pub async fn apply(conn: &mut AnyConnection, dialect: Dialect, event: &RecordedEvent) -> Result<(), ProjectionError> {
@@ -38,6 +52,10 @@ pub async fn apply(conn: &mut AnyConnection, dialect: Dialect, event: &RecordedE
             StreamType::TaskRun => task_runs::apply(conn, dialect, event).await,
             StreamType::LogBatch => logs::apply(conn, dialect, event).await,
             StreamType::ClientEvent => Ok(()),
+            other => match documents::table_of(other) {
+                Some(table) => documents::apply(conn, dialect, table, event).await,
+                None => Ok(()),
+            },
         }
     }
     .instrument(span)

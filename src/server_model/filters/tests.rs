@@ -608,19 +608,27 @@ fn rejects_unknown_filter_keys_and_bad_values() {
 }
 
 #[test]
-fn unmodelled_filters_are_unsupported_unless_vacuous() {
-    assert_eq!(err(Flows, json!({"deployments": {"id": {"any_": [id("d1")]}}})), FilterError::Unsupported("deployments".into()));
-    assert_eq!(err(CountFlows, json!({"work_pools": {"name": {"any_": []}}})), FilterError::Unsupported("work_pools".into()));
-    assert_eq!(err(FlowRuns, json!({"work_pool_queues": {"name": {"any_": ["q"]}}})), FilterError::Unsupported("work_pool_queues".into()));
-    assert_eq!(err(CountTaskRuns, json!({"deployments": {"paused": {"eq_": true}}})), FilterError::Unsupported("deployments".into()));
+fn document_filters_compile_and_reject_unknown_keys() {
     for (route, body) in [
+        (Flows, json!({"deployments": {"id": {"any_": [id("d1")]}}})),
+        (CountFlows, json!({"work_pools": {"name": {"any_": []}}})),
+        (FlowRuns, json!({"work_pool_queues": {"name": {"any_": ["q"], "startswith_": ["a"]}}})),
+        (CountTaskRuns, json!({"deployments": {"paused": {"eq_": true}}})),
         (Flows, json!({"deployments": {}, "work_pools": {"operator": "or_", "id": {"any_": null}}})),
         (FlowRuns, json!({"deployments": null, "work_pools": {}, "work_pool_queues": {"name": {}}})),
         // Not parameters of these routes in Prefect, so ignored whatever they hold.
         (Flows, json!({"work_pool_queues": {"name": {"any_": ["q"]}}})),
         (TaskRuns, json!({"work_pools": {"name": {"any_": ["p"]}}, "work_pool_queues": {"id": {"any_": []}}})),
     ] {
-        assert!(build(route, &body, Dialect::Sqlite).is_ok(), "{body}");
+        let sql = build(route, &body, Dialect::Sqlite).unwrap_or_else(|e| panic!("{body}: {e:?}"));
+        sql.check_placeholders().unwrap_or_else(|e| panic!("{body}: {e}"));
+    }
+    for body in [
+        json!({"deployments": {"nme": {"any_": ["x"]}}}),
+        json!({"deployments": {"name": {"eq_": "x"}}}),
+        json!({"work_pools": {"id": {"any_": ["not-a-uuid"]}}}),
+    ] {
+        assert!(matches!(err(FlowRuns, body.clone()), FilterError::Invalid { .. }), "{body}");
     }
 }
 

@@ -1,0 +1,94 @@
+//! Deployments and their schedules as Prefect returns them
+//! (`DeploymentResponse`, `DeploymentSchedule`).
+
+use serde_json::{json, Map, Value};
+use sqlx::{AnyConnection, Row};
+
+use super::documents::{DEPLOYMENT, DEPLOYMENT_SCHEDULE};
+use super::work_pools::select_docs;
+use crate::db::{Bind, Dialect};
+
+/// `DeploymentResponse` fields, in Prefect's order.
+const ORDER: &[&str] = &[
+    "id",
+    "created",
+    "updated",
+    "name",
+    "version",
+    "description",
+    "flow_id",
+    "paused",
+    "schedules",
+    "concurrency_limit",
+    "global_concurrency_limit",
+    "concurrency_options",
+    "job_variables",
+    "parameters",
+    "tags",
+    "labels",
+    "work_queue_name",
+    "work_queue_id",
+    "last_polled",
+    "parameter_openapi_schema",
+    "path",
+    "pull_steps",
+    "entrypoint",
+    "storage_document_id",
+    "infrastructure_document_id",
+    "created_by",
+    "updated_by",
+    "work_pool_name",
+    "status",
+    "enforce_parameter_schema",
+];
+
+/// A deployment's schedules (`DeploymentSchedule`), oldest first.
+pub async fn schedules(conn: &mut AnyConnection, dialect: Dialect, deployment_id: &str) -> Result<Vec<Value>, sqlx::Error> {
+    let rows = select_docs(conn, dialect, &DEPLOYMENT_SCHEDULE, "t.deployment_id = $1", "t.created, t.id", &[Bind::Text(deployment_id.to_owned())]).await?;
+    Ok(rows.into_iter().map(Value::Object).collect())
+}
+
+/// `DeploymentResponse` for a deployment row.
+pub async fn deployment_json(conn: &mut AnyConnection, dialect: Dialect, mut d: Map<String, Value>) -> Result<Value, sqlx::Error> {
+    let id = d.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    d.insert("schedules".into(), Value::Array(schedules(conn, dialect, &id).await?));
+    let pool_name = match d.get("work_queue_id").and_then(Value::as_str) {
+        Some(qid) => sqlx::query(&dialect.rewrite("SELECT p.name FROM work_queue q JOIN work_pool p ON p.id = q.work_pool_id WHERE q.id = $1"))
+            .bind(qid.to_owned())
+            .fetch_optional(&mut *conn)
+            .await?
+            .and_then(|r| r.try_get::<String, _>(0).ok()),
+        None => None,
+    };
+    d.insert("work_pool_name".into(), json!(pool_name));
+    // Deployment concurrency is enforced through the limit itself here; the
+    // v2 global limit object Prefect attaches is not modelled.
+    d.insert("global_concurrency_limit".into(), Value::Null);
+    let mut out = Map::new();
+    for key in ORDER {
+        out.insert((*key).to_owned(), d.remove(*key).unwrap_or(Value::Null));
+    }
+    Ok(Value::Object(out))
+}
+
+pub async fn read_deployment(conn: &mut AnyConnection, dialect: Dialect, cond: &str, binds: &[Bind]) -> Result<Option<Value>, sqlx::Error> {
+    let rows = select_docs(conn, dialect, &DEPLOYMENT, cond, "t.id", binds).await?;
+    match rows.into_iter().next() {
+        Some(d) => Ok(Some(deployment_json(conn, dialect, d).await?)),
+        None => Ok(None),
+    }
+}
+
+/// The column list for filter queries on `deployment`.
+pub fn columns() -> String {
+    DEPLOYMENT.select_list("deployment")
+}
+
+/// Rows of a built filter query as `DeploymentResponse`s.
+pub async fn rows_json(conn: &mut AnyConnection, dialect: Dialect, rows: &[sqlx::any::AnyRow]) -> Result<Vec<Value>, sqlx::Error> {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(deployment_json(conn, dialect, DEPLOYMENT.row_json(r)).await?);
+    }
+    Ok(out)
+}

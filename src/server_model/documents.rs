@@ -1,0 +1,175 @@
+//! Configuration objects (work pools, work queues, workers, deployments,
+//! deployment schedules) are "documents": a row whose columns map one to one
+//! to fields of Prefect's JSON. One descriptor per table drives the insert,
+//! the partial update and the row → JSON read, so each object does not need
+//! its own hand-written column plumbing.
+
+use serde_json::{Map, Value};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::db::Bind;
+
+/// How a field is stored in its (portable, text-heavy) column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    /// JSON stored as text.
+    Json,
+    /// 0/1 integer.
+    Bool,
+    Int,
+}
+
+/// A field: its name in Prefect's JSON and its SQL column.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    pub json: &'static str,
+    pub column: &'static str,
+    pub kind: Kind,
+}
+
+const fn f(name: &'static str, kind: Kind) -> Field {
+    Field { json: name, column: name, kind }
+}
+
+/// A document table. Every such table also has `id`, `workspace_id`,
+/// `created`, `updated` and `version` (the stream version).
+#[derive(Debug)]
+pub struct Table {
+    pub name: &'static str,
+    pub fields: &'static [Field],
+}
+
+use Kind::*;
+
+pub const WORK_POOL: Table = Table {
+    name: "work_pool",
+    fields: &[
+        f("name", Text),
+        f("description", Text),
+        f("type", Text),
+        f("base_job_template", Json),
+        f("is_paused", Bool),
+        f("concurrency_limit", Int),
+        f("status", Text),
+        f("default_queue_id", Text),
+        f("storage_configuration", Json),
+    ],
+};
+
+pub const WORK_QUEUE: Table = Table {
+    name: "work_queue",
+    fields: &[
+        f("name", Text),
+        f("description", Text),
+        f("is_paused", Bool),
+        f("concurrency_limit", Int),
+        f("priority", Int),
+        f("work_pool_id", Text),
+        f("filter", Json),
+        f("last_polled", Text),
+        f("status", Text),
+    ],
+};
+
+pub const WORKER: Table = Table {
+    name: "worker",
+    fields: &[
+        f("name", Text),
+        f("work_pool_id", Text),
+        f("last_heartbeat_time", Text),
+        f("heartbeat_interval_seconds", Int),
+        f("status", Text),
+    ],
+};
+
+pub const DEPLOYMENT: Table = Table {
+    name: "deployment",
+    fields: &[
+        f("name", Text),
+        Field { json: "version", column: "deployment_version", kind: Text },
+        f("version_info", Json),
+        f("description", Text),
+        f("flow_id", Text),
+        f("paused", Bool),
+        f("status", Text),
+        f("tags", Json),
+        f("labels", Json),
+        f("parameters", Json),
+        f("parameter_openapi_schema", Json),
+        f("enforce_parameter_schema", Bool),
+        f("pull_steps", Json),
+        f("job_variables", Json),
+        f("work_queue_id", Text),
+        f("work_queue_name", Text),
+        f("path", Text),
+        f("entrypoint", Text),
+        f("storage_document_id", Text),
+        f("infrastructure_document_id", Text),
+        f("concurrency_limit", Int),
+        f("concurrency_options", Json),
+        f("created_by", Json),
+        f("updated_by", Json),
+        f("last_polled", Text),
+    ],
+};
+
+pub const DEPLOYMENT_SCHEDULE: Table = Table {
+    name: "deployment_schedule",
+    fields: &[
+        f("deployment_id", Text),
+        f("schedule", Json),
+        f("active", Bool),
+        f("max_scheduled_runs", Int),
+        f("parameters", Json),
+        f("slug", Text),
+    ],
+};
+
+impl Table {
+    /// `t.id, t.created, t.updated, t.<columns>...` for a SELECT.
+    pub fn select_list(&self, alias: &str) -> String {
+        let mut cols = vec![format!("{alias}.id"), format!("{alias}.created"), format!("{alias}.updated")];
+        cols.extend(self.fields.iter().map(|c| format!("{alias}.{}", c.column)));
+        cols.join(", ")
+    }
+
+    pub fn field(&self, json: &str) -> Option<&Field> {
+        self.fields.iter().find(|c| c.json == json)
+    }
+
+    /// The row as Prefect's JSON: `id`, `created`, `updated`, then the fields
+    /// in descriptor order.
+    pub fn row_json(&self, row: &AnyRow) -> Map<String, Value> {
+        let mut out = Map::new();
+        for key in ["id", "created", "updated"] {
+            out.insert(key.into(), super::text_col(row, key));
+        }
+        for c in self.fields {
+            out.insert(c.json.into(), read(row, c));
+        }
+        out
+    }
+}
+
+fn read(row: &AnyRow, c: &Field) -> Value {
+    match c.kind {
+        Text => super::text_col(row, c.column),
+        Json => super::json_col(row, c.column),
+        Bool => Value::Bool(row.try_get::<Option<i64>, _>(c.column).ok().flatten().unwrap_or(0) != 0),
+        Int => row.try_get::<Option<i64>, _>(c.column).ok().flatten().map(Value::from).unwrap_or(Value::Null),
+    }
+}
+
+/// A JSON value as the bind for a column of `kind` (`null` → SQL NULL).
+pub fn bind(kind: Kind, v: &Value) -> Bind {
+    match (kind, v) {
+        (_, Value::Null) => Bind::Null,
+        (Json, v) => Bind::Text(v.to_string()),
+        (Bool, Value::Bool(b)) => Bind::Int(*b as i64),
+        (Int, Value::Number(n)) => Bind::Int(n.as_i64().unwrap_or(0)),
+        (_, Value::String(s)) => Bind::Text(s.clone()),
+        (_, other) => Bind::Text(other.to_string()),
+    }
+}
