@@ -229,3 +229,67 @@ async fn a_second_services_process_waits_and_takes_over() {
     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).execute(admin_db.reader()).await;
     admin_db.close().await;
 }
+
+async fn deployment_runs(client: &reqwest::Client, api: &str, deployment_id: &str) -> Vec<Value> {
+    let body = json!({"deployments": {"id": {"any_": [deployment_id]}}, "sort": "EXPECTED_START_TIME_ASC"});
+    post(client, format!("{api}/flow_runs/filter"), body).await.as_array().cloned().unwrap_or_default()
+}
+
+async fn hourly_deployment(client: &reqwest::Client, api: &str, flow_id: &str, name: &str) -> String {
+    let body = json!({
+        "name": name, "flow_id": flow_id, "enforce_parameter_schema": false,
+        "schedules": [{"schedule": {"interval": 3600.0, "anchor_date": "2026-01-01T00:00:00Z", "timezone": "UTC"}}]
+    });
+    post(client, format!("{api}/deployments/"), body).await["id"].as_str().unwrap().to_owned()
+}
+
+/// The failover case: kill the active services process while a
+/// second one waits; the second takes over and keeps scheduling, and
+/// re-scheduling what the first already scheduled duplicates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduling_continues_after_the_leader_dies_without_duplicates() {
+    let admin = std::env::var("PREFECT_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".into());
+    let db_name = format!("prefect_sched_{}", uuid::Uuid::new_v4().simple());
+    let admin_db = prefect_server::db::Db::connect(&prefect_server::config::DatabaseUrl::parse(&admin).unwrap(), 2).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db_name}")).execute(admin_db.reader()).await.unwrap();
+    let db_url = format!("{}/{db_name}", admin.rsplit_once('/').unwrap().0);
+    let db = prefect_server::db::Db::connect(&prefect_server::config::DatabaseUrl::parse(&db_url).unwrap(), 2).await.unwrap();
+    let env = vec![
+        ("PREFECT_API_DATABASE_CONNECTION_URL".to_owned(), db_url),
+        ("PREFECT_SERVER_SERVICES_SCHEDULER_RECENT_DEPLOYMENTS_LOOP_SECONDS".to_owned(), "1".to_owned()),
+    ];
+    let status = Command::new(env!("CARGO_BIN_EXE_prefect-server")).arg("migrate").envs(env.iter().cloned()).stdout(Stdio::null()).status().unwrap();
+    assert!(status.success());
+
+    let port = free_port();
+    let api = format!("http://127.0.0.1:{port}/api");
+    let client = reqwest::Client::new();
+    let _api = start(&["--no-services"], port, &env);
+    wait_healthy(&client, &api).await;
+    let flow_id = post(&client, format!("{api}/flows/"), json!({"name": "failover-flow"})).await["id"].as_str().unwrap().to_owned();
+
+    let first = start(&["services"], free_port(), &env);
+    wait_until("the first services process to lead", || async { advisory_locks(&db).await == 1 }).await;
+    let _second = start(&["services"], free_port(), &env);
+    let before = hourly_deployment(&client, &api, &flow_id, "before-failover").await;
+    wait_until("the leader to schedule the first deployment", || async { deployment_runs(&client, &api, &before).await.len() >= 3 }).await;
+
+    drop(first);
+    let after = hourly_deployment(&client, &api, &flow_id, "after-failover").await;
+    wait_until("the new leader to schedule the second deployment", || async { deployment_runs(&client, &api, &after).await.len() >= 3 }).await;
+
+    // The new leader's full pass re-scheduled the first deployment too: still
+    // exactly three runs, one per scheduled time.
+    for id in [&before, &after] {
+        let runs = deployment_runs(&client, &api, id).await;
+        let mut times: Vec<String> = runs.iter().map(|r| r["expected_start_time"].as_str().unwrap().to_owned()).collect();
+        times.dedup();
+        assert_eq!((runs.len(), times.len()), (3, 3), "{runs:?}");
+        assert!(runs.iter().all(|r| r["auto_scheduled"] == true && r["state_type"] == "SCHEDULED"));
+    }
+
+    drop((_api, _second));
+    db.close().await;
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).execute(admin_db.reader()).await;
+    admin_db.close().await;
+}

@@ -140,6 +140,7 @@ pub fn bind_all<'q>(
             Bind::Int(v) => query.bind(*v),
             Bind::Float(v) => query.bind(*v),
             Bind::Null => query.bind(Option::<String>::None),
+            Bind::NullInt => query.bind(Option::<i64>::None),
         };
     }
     query

@@ -44,7 +44,10 @@ pub enum Bind {
     Text(String),
     Int(i64),
     Float(f64),
+    /// A text-typed NULL.
     Null,
+    /// An integer-typed NULL (Postgres will not put a text NULL in a BIGINT column).
+    NullInt,
 }
 
 /// SQL text under construction with its binds, in placeholder order.

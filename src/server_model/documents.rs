@@ -165,6 +165,7 @@ fn read(row: &AnyRow, c: &Field) -> Value {
 /// A JSON value as the bind for a column of `kind` (`null` → SQL NULL).
 pub fn bind(kind: Kind, v: &Value) -> Bind {
     match (kind, v) {
+        (Int | Bool, Value::Null) => Bind::NullInt,
         (_, Value::Null) => Bind::Null,
         (Json, v) => Bind::Text(v.to_string()),
         (Bool, Value::Bool(b)) => Bind::Int(*b as i64),

@@ -8,6 +8,7 @@ pub mod foreman;
 pub mod late_runs;
 pub mod leader;
 pub mod retention;
+pub mod run_monitors;
 pub mod scheduler;
 pub mod settings;
 
@@ -41,6 +42,10 @@ pub fn spawn_all(db: &Db, broker: Arc<dyn Broker>, settings: &Settings) -> JoinS
     if s.foreman_enabled {
         set.spawn(foreman::run(db.clone(), settings.clone()));
         names.push("foreman");
+    }
+    if s.pause_expirations_enabled || s.cancellation_cleanup_enabled || s.zombie_runs_enabled {
+        set.spawn(run_monitors::run(db.clone(), settings.clone()));
+        names.push("run monitors (pause expirations, cancellation cleanup, zombie runs)");
     }
     tracing::info!(services = %names.join(", "), "background services started");
     set

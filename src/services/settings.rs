@@ -32,6 +32,7 @@ pub struct ServiceSettings {
     /// `..._LOOP_SECONDS` (20), `..._CANCELLING_TIMEOUT_SECONDS` (300).
     pub cancellation_cleanup_enabled: bool,
     pub cancellation_cleanup_loop: Duration,
+    pub cancelling_timeout: Duration,
     /// `PREFECT_SERVER_SERVICES_FOREMAN_ENABLED` (true), `..._LOOP_SECONDS` (15),
     /// `..._INACTIVITY_HEARTBEAT_MULTIPLE` (3),
     /// `..._FALLBACK_HEARTBEAT_INTERVAL_SECONDS` (30),
@@ -93,6 +94,7 @@ impl ServiceSettings {
             pause_expirations_loop: secs("PAUSE_EXPIRATIONS_LOOP_SECONDS", "5")?,
             cancellation_cleanup_enabled: flag("CANCELLATION_CLEANUP_ENABLED")?,
             cancellation_cleanup_loop: secs("CANCELLATION_CLEANUP_LOOP_SECONDS", "20")?,
+            cancelling_timeout: secs("CANCELLATION_CLEANUP_CANCELLING_TIMEOUT_SECONDS", "300")?,
             foreman_enabled: flag("FOREMAN_ENABLED")?,
             foreman_loop: secs("FOREMAN_LOOP_SECONDS", "15")?,
             foreman_heartbeat_multiple: int("FOREMAN_INACTIVITY_HEARTBEAT_MULTIPLE", 3)?,

@@ -62,6 +62,15 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     settings.database = database;
     settings.max_body_bytes = 1024 * 1024;
     settings.max_event_bytes = 64 * 1024;
+    // The orchestration loops act on their own clock; tests call them directly
+    // instead, so what they do is deterministic.
+    let services = &mut settings.services;
+    services.scheduler_enabled = false;
+    services.late_runs_enabled = false;
+    services.foreman_enabled = false;
+    services.pause_expirations_enabled = false;
+    services.cancellation_cleanup_enabled = false;
+    services.zombie_runs_enabled = false;
     let app = Application::build(settings.clone(), true).await.expect("server builds");
     let base = format!("http://{}/api", app.local_addr());
     let db = app.db().clone();

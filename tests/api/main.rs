@@ -4,9 +4,11 @@
 mod helpers;
 
 mod bad_input;
+mod deployments;
 mod events;
 mod events_in;
 mod flow_runs;
 mod handshake;
 mod replay;
+mod run_monitors;
 mod set_state_race;

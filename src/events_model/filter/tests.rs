@@ -382,6 +382,7 @@ async fn fetch(pool: &AnyPool, dialect: Dialect, sql: &Sql) -> Result<Vec<sqlx::
             Bind::Int(v) => q.bind(*v),
             Bind::Float(v) => q.bind(*v),
             Bind::Null => q.bind(Option::<String>::None),
+            Bind::NullInt => q.bind(Option::<i64>::None),
         };
     }
     q.fetch_all(pool).await

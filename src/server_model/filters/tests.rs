@@ -449,6 +449,7 @@ async fn run_query(pool: &AnyPool, dialect: Dialect, sql: &Sql, is_count: bool) 
             Bind::Int(v) => q.bind(*v),
             Bind::Float(v) => q.bind(*v),
             Bind::Null => q.bind(Option::<String>::None),
+            Bind::NullInt => q.bind(Option::<i64>::None),
         };
     }
     let rows = q.fetch_all(pool).await?;

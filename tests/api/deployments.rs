@@ -1,0 +1,180 @@
+//! Work pools, queues, workers and deployments through the HTTP API: the
+//! shapes and status codes Prefect answers, bad input, the worker's polling
+//! path, and replay of everything they wrote.
+
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::helpers::TestApp;
+
+impl TestApp {
+    async fn patch(&self, path: &str, body: Value) -> u16 {
+        self.client.patch(self.url(path)).json(&body).send().await.unwrap().status().as_u16()
+    }
+
+    async fn delete(&self, path: &str) -> (u16, Value) {
+        let resp = self.client.delete(self.url(path)).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn process_template() -> Value {
+    json!({
+        "job_configuration": {"command": "{{ command }}", "env": "{{ env }}"},
+        "variables": {"type": "object", "properties": {"command": {"type": "string"}, "env": {"type": "object"}}}
+    })
+}
+
+both_backends!(work_pools_answer_like_prefect, |app: TestApp| async move {
+    let (status, pool) = app.post("/work_pools/", json!({"name": "pool-a", "type": "process", "base_job_template": process_template()})).await;
+    assert_eq!(status, 201, "{pool}");
+    assert_eq!(pool["status"], "NOT_READY");
+    assert_eq!(pool["active_slots"], Value::Null);
+    let (_, default_queue) = app.get("/work_pools/pool-a/queues/default").await;
+    assert_eq!(pool["default_queue_id"], default_queue["id"]);
+    assert_eq!((default_queue["priority"].clone(), default_queue["work_pool_name"].clone()), (json!(1), json!("pool-a")));
+
+    // Prefect's error answers.
+    let (status, body) = app.post("/work_pools/", json!({"name": "pool-a", "type": "process"})).await;
+    assert_eq!((status, body["detail"].clone()), (409, json!("A work pool with this name already exists.")));
+    let (status, body) = app.post("/work_pools/", json!({"name": "Prefect-pool"})).await;
+    assert_eq!((status, body["detail"].clone()), (403, json!("Work pools starting with 'Prefect' are reserved for internal use.")));
+    let (status, body) = app.post("/work_pools/", json!({"name": "bad/name"})).await;
+    assert_eq!((status, body["exception_detail"][0]["loc"].clone()), (422, json!(["body", "name"])), "{body}");
+    let bad_template = json!({"job_configuration": {"command": "{{ nope }}"}, "variables": {"properties": {}}});
+    let (status, body) = app.post("/work_pools/", json!({"name": "pool-b", "base_job_template": bad_template})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("undeclared variable(s): nope"), "{body}");
+    let (status, body) = app.get("/work_pools/missing").await;
+    assert_eq!((status, body["detail"].clone()), (404, json!("Work pool \"missing\" not found.")));
+
+    // Queues: priorities fill gaps; names are unique per pool.
+    let (status, q2) = app.post("/work_pools/pool-a/queues", json!({"name": "high", "priority": 1})).await;
+    assert_eq!(status, 201, "{q2}");
+    let (_, queues) = app.post("/work_pools/pool-a/queues/filter", json!({})).await;
+    let order: Vec<(String, i64)> = queues.as_array().unwrap().iter().map(|q| (q["name"].as_str().unwrap().to_owned(), q["priority"].as_i64().unwrap())).collect();
+    assert_eq!(order, vec![("high".to_owned(), 1), ("default".to_owned(), 2)]);
+    let (status, _) = app.post("/work_pools/pool-a/queues", json!({"name": "high"})).await;
+    assert_eq!(status, 409);
+    let (status, _) = app.delete(&format!("/work_queues/{}", default_queue["id"].as_str().unwrap())).await;
+    assert_eq!(status, 400, "a pool's default queue cannot be deleted");
+
+    // Pausing and filtering.
+    assert_eq!(app.patch("/work_pools/pool-a", json!({"is_paused": true})).await, 204);
+    let (_, paused) = app.get("/work_pools/pool-a").await;
+    assert_eq!((paused["is_paused"].clone(), paused["status"].clone()), (json!(true), json!("PAUSED")));
+    let (_, found) = app.post("/work_pools/filter", json!({"work_pools": {"type": {"any_": ["process"]}}})).await;
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    let (status, body) = app.post("/work_pools/filter", json!({"work_pools": {"colour": {"any_": ["x"]}}})).await;
+    assert_eq!(status, 422, "{body}");
+    let (_, n) = app.post("/work_pools/count", json!({})).await;
+    assert_eq!(n, 1);
+});
+
+both_backends!(a_deployment_run_reaches_a_polling_worker, |app: TestApp| async move {
+    let flow_id = app.create_flow("deployed-flow").await;
+    app.post("/work_pools/", json!({"name": "pool", "type": "process", "base_job_template": process_template()})).await;
+    let schema = json!({"type": "object", "properties": {"n": {"type": "integer"}, "who": {"type": "string"}}, "required": ["n"]});
+    let body = json!({
+        "name": "dep", "flow_id": flow_id, "work_pool_name": "pool", "parameters": {"who": "world"},
+        "parameter_openapi_schema": schema, "tags": ["t1"], "job_variables": {"env": {"A": "1"}},
+    });
+    let (status, dep) = app.post("/deployments/", body.clone()).await;
+    assert_eq!(status, 201, "{dep}");
+    let id = dep["id"].as_str().unwrap().to_owned();
+    assert_eq!((dep["work_pool_name"].clone(), dep["work_queue_name"].clone()), (json!("pool"), json!("default")));
+    assert_eq!((dep["status"].clone(), dep["schedules"].clone()), (json!("NOT_READY"), json!([])));
+    // Upsert: same flow and name → the same deployment, 200.
+    let (status, again) = app.post("/deployments/", body).await;
+    assert_eq!((status, again["id"].clone()), (200, json!(id)));
+    let (status, by_name) = app.get("/deployments/name/deployed-flow/dep").await;
+    assert_eq!((status, by_name["id"].clone()), (200, json!(id)));
+
+    // Parameters are merged and checked against the schema.
+    let (status, body) = app.post(&format!("/deployments/{id}/create_flow_run"), json!({"parameters": {"n": "x"}})).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("'n'"), "{body}");
+    let (status, run) = app.post(&format!("/deployments/{id}/create_flow_run"), json!({"parameters": {"n": 3}, "tags": ["t2"]})).await;
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(run["state_type"], "SCHEDULED");
+    assert_eq!(run["parameters"], json!({"who": "world", "n": 3}));
+    assert_eq!(run["tags"], json!(["t1", "t2"]));
+    assert_eq!(run["job_variables"], json!({"env": {"A": "1"}}));
+    assert_eq!((run["deployment_id"].clone(), run["work_pool_name"].clone(), run["work_queue_name"].clone()), (json!(id), json!("pool"), json!("default")));
+    assert_eq!(run["work_queue_id"], dep["work_queue_id"]);
+
+    // A worker heartbeats and polls: it gets the run, and the pool, queue and
+    // deployment become READY.
+    let (status, _) = app.post("/work_pools/pool/workers/heartbeat", json!({"name": "w1", "heartbeat_interval_seconds": 30})).await;
+    assert_eq!(status, 204);
+    let (status, polled) = app.post("/work_pools/pool/get_scheduled_flow_runs", json!({"scheduled_before": "2100-01-01T00:00:00Z"})).await;
+    assert_eq!(status, 200, "{polled}");
+    let polled = polled.as_array().unwrap();
+    assert_eq!(polled.len(), 1);
+    assert_eq!((polled[0]["flow_run"]["id"].clone(), polled[0]["work_queue_id"].clone()), (run["id"].clone(), dep["work_queue_id"].clone()));
+    let (_, pool) = app.get("/work_pools/pool").await;
+    assert_eq!(pool["status"], "READY");
+    let (_, workers) = app.post("/work_pools/pool/workers/filter", json!({})).await;
+    assert_eq!((workers[0]["name"].clone(), workers[0]["status"].clone()), (json!("w1"), json!("ONLINE")));
+    let (_, dep_now) = app.get(&format!("/deployments/{id}")).await;
+    assert_eq!(dep_now["status"], "READY");
+    assert!(dep_now["last_polled"].is_string());
+    let (status, none) = app.post("/work_pools/pool/get_scheduled_flow_runs", json!({"work_queue_names": ["nope"]})).await;
+    assert_eq!(status, 404, "{none}");
+
+    // Flow-run filters across deployments and pools.
+    let (_, by_pool) = app.post("/flow_runs/filter", json!({"work_pools": {"name": {"any_": ["pool"]}}, "deployments": {"tags": {"all_": ["t1"]}}})).await;
+    assert_eq!(by_pool.as_array().unwrap().len(), 1, "{by_pool}");
+    let (_, deployments) = app.post("/deployments/filter", json!({"work_pools": {"name": {"any_": ["pool"]}}})).await;
+    assert_eq!(deployments.as_array().unwrap().len(), 1);
+
+    // Deleting the deployment removes its scheduled run.
+    let (status, _) = app.delete(&format!("/deployments/{id}")).await;
+    assert_eq!(status, 204);
+    let (status, _) = app.get(&format!("/flow_runs/{}", run["id"].as_str().unwrap())).await;
+    assert_eq!(status, 404);
+    let (status, body) = app.get(&format!("/deployments/{id}")).await;
+    assert_eq!((status, body["detail"].clone()), (404, json!("Deployment not found")));
+
+    let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
+    assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
+});
+
+both_backends!(schedules_are_validated_and_produce_idempotent_runs, |app: TestApp| async move {
+    let flow_id = app.create_flow("scheduled-flow").await;
+    let bad = json!({"name": "d", "flow_id": flow_id, "schedules": [{"schedule": {"cron": "not a cron"}}]});
+    let (status, body) = app.post("/deployments/", bad).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(app.post("/deployments/filter", json!({})).await.1, json!([]), "a rejected deployment writes nothing");
+
+    let schedule = json!({"interval": 3600.0, "anchor_date": "2026-01-01T00:00:00Z", "timezone": "UTC"});
+    let body = json!({"name": "d", "flow_id": flow_id, "schedules": [{"schedule": schedule, "parameters": {"x": 1}, "slug": "hourly"}]});
+    let (status, dep) = app.post("/deployments/", body).await;
+    assert_eq!(status, 201, "{dep}");
+    let id = dep["id"].as_str().unwrap().to_owned();
+    assert_eq!(dep["schedules"][0]["slug"], "hourly");
+    for _ in 0..2 {
+        let (status, _) = app.post(&format!("/deployments/{id}/schedule"), json!({})).await;
+        assert_eq!(status, 200);
+    }
+    let (_, runs) = app.post("/flow_runs/filter", json!({"deployments": {"id": {"any_": [id]}}})).await;
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    for r in runs {
+        assert_eq!(r["created_by"]["type"], "SCHEDULE");
+        assert_eq!(r["created_by"]["display_value"], "hourly");
+        assert_eq!(r["parameters"], json!({"x": 1}));
+        assert_eq!(r["state_name"], "Scheduled");
+        assert!(r["expected_start_time"].as_str().unwrap().ends_with(":00:00Z") || r["expected_start_time"].as_str().unwrap().contains(":00:00"));
+    }
+    let (status, schedules) = app.get(&format!("/deployments/{id}/schedules")).await;
+    assert_eq!((status, schedules.as_array().unwrap().len()), (200, 1));
+    let sid = schedules[0]["id"].as_str().unwrap();
+    assert_eq!(app.patch(&format!("/deployments/{id}/schedules/{sid}"), json!({"active": false})).await, 204);
+    let (_, runs) = app.post("/flow_runs/filter", json!({"deployments": {"id": {"any_": [id]}}})).await;
+    assert_eq!(runs, json!([]), "deactivating a schedule drops its future runs");
+
+    let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
+    assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
+});
