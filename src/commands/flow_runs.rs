@@ -10,7 +10,7 @@ use super::{record, task_runs, write};
 use crate::api::error::{ApiResult, AppError};
 use crate::db::{Db, Dialect};
 use crate::eventlog::{lock_stream, ExpectedVersion, NewEvent, StreamRef, StreamType, DEFAULT_WORKSPACE};
-use crate::orchestration::flow_policy::{decide_flow_transition, FlowRunSnapshot, FlowTransitionInput, FlowTransitionOutcome};
+use crate::orchestration::flow_policy::{decide_flow_transition, DeploymentSlots, FlowRunSnapshot, FlowTransitionInput, FlowTransitionOutcome};
 use crate::orchestration::outcome::ProposedState;
 use crate::orchestration::states::{FlowRunPolicy, State, StateType};
 use crate::server_events::{
@@ -301,9 +301,39 @@ pub async fn create_in_tx(
         new_state_id: Uuid::now_v7(),
         fresh_pause_key: Uuid::new_v4().to_string(),
         api_version: (0, 8, 4),
+        deployment_slots: None,
     });
     record_transition(conn, dialect, id, &run_name, &body.flow_id.to_string(), &tags, 1, None, &outcome).await?;
     Ok((id, true))
+}
+
+/// The deployment concurrency a PENDING proposal is judged against: `None`
+/// unless the run's deployment has a limit. Takes the deployment's slot lock
+/// first, so two runs claiming its last slot are decided one after the other.
+async fn deployment_slots(conn: &mut AnyConnection, dialect: Dialect, run: &FlowRunSnapshot) -> ApiResult<Option<DeploymentSlots>> {
+    let Some(deployment_id) = run.deployment_id else { return Ok(None) };
+    let row = sqlx::query(&dialect.rewrite("SELECT concurrency_limit, concurrency_options FROM deployment WHERE id = $1"))
+        .bind(deployment_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let Some(limit) = row.try_get::<Option<i64>, _>(0)? else { return Ok(None) };
+    let options: Value = row.try_get::<Option<String>, _>(1)?.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
+    crate::eventlog::lock_key(conn, dialect, &format!("deployment-slots:{deployment_id}")).await?;
+    let active: i64 = sqlx::query(&dialect.rewrite(
+        "SELECT COUNT(*) FROM flow_run WHERE deployment_id = $1 AND id <> $2 AND state_type IN ('PENDING', 'RUNNING', 'CANCELLING')",
+    ))
+    .bind(deployment_id.to_string())
+    .bind(run.id.to_string())
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get(0)?;
+    Ok(Some(DeploymentSlots {
+        limit,
+        active,
+        cancel_new: options.get("collision_strategy").and_then(Value::as_str) == Some("CANCEL_NEW"),
+        wait_seconds: 30,
+    }))
 }
 
 /// Proposes a new state for a flow run and records it if the rules allow.
@@ -344,6 +374,11 @@ where
             let initial = snapshot.state.clone();
             let policy_before = snapshot.empirical_policy.clone();
             let now = micros(Utc::now());
+            let deployment_slots = if body.force || body.state.state_type != StateType::Pending {
+                None
+            } else {
+                deployment_slots(conn, dialect, &snapshot).await?
+            };
             let outcome = decide_flow_transition(FlowTransitionInput {
                 run: snapshot,
                 proposed: body.state,
@@ -352,6 +387,7 @@ where
                 new_state_id: Uuid::now_v7(),
                 fresh_pause_key: Uuid::new_v4().to_string(),
                 api_version,
+                deployment_slots,
             });
             if outcome.written.is_none() && outcome.run.empirical_policy != policy_before {
                 // Some rules change the run without writing a state (a

@@ -63,6 +63,22 @@ pub struct FlowTransitionInput {
     pub fresh_pause_key: String,
     /// The client's `X-PREFECT-API-VERSION`; (0, 8, 4) when absent.
     pub api_version: (u32, u32, u32),
+    /// The run's deployment concurrency, when its deployment has a limit.
+    pub deployment_slots: Option<DeploymentSlots>,
+}
+
+/// A deployment's concurrency limit as one `set_state` sees it, read under
+/// the deployment's slot lock so concurrent claims are serialised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentSlots {
+    pub limit: i64,
+    /// Other runs of the deployment holding a slot (PENDING, RUNNING, CANCELLING).
+    pub active: i64,
+    /// `concurrency_options.collision_strategy`: true for `CANCEL_NEW`
+    /// (default `ENQUEUE`).
+    pub cancel_new: bool,
+    /// `PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS` (30).
+    pub wait_seconds: i64,
 }
 
 /// The decision for one flow-run `set_state`.
@@ -95,6 +111,7 @@ pub(crate) fn decide_with_signature(
         new_state_id,
         fresh_pause_key,
         api_version,
+        deployment_slots,
     } = input;
     let proposed = proposed.into_state(new_state_id, now);
     let mut ctx = FlowCtx {
@@ -102,6 +119,7 @@ pub(crate) fn decide_with_signature(
         run,
         api_version,
         fresh_pause_key,
+        deployment_slots,
     };
     let mut rules = if force {
         minimal_flow_policy()
@@ -134,6 +152,7 @@ pub(crate) struct FlowCtx {
     run: FlowRunSnapshot,
     api_version: (u32, u32, u32),
     fresh_pause_key: String,
+    deployment_slots: Option<DeploymentSlots>,
 }
 
 impl FlowCtx {
@@ -183,8 +202,8 @@ fn core_flow_policy() -> Vec<FlowRule> {
         bypass_cancelling_flow_runs_with_no_infra(),
         prevent_pending_transitions(),
         carry_lease_at_running(),
-        // SecureFlowConcurrencySlots: deployment concurrency, out of scope.
-        // RemoveDeploymentConcurrencyLeaseForOldClientVersions: lease storage, out of scope.
+        secure_flow_concurrency_slots(),
+        // RemoveDeploymentConcurrencyLeaseForOldClientVersions: slots are counted, not leased.
         ensure_only_scheduled_flows_marked_late(),
         Box::new(HandlePausingFlows::default()),
         Box::new(HandleResumingPausedFlows),
@@ -192,7 +211,8 @@ fn core_flow_policy() -> Vec<FlowRule> {
         wait_for_scheduled_time(),
         retry_failed_flows(),
         // InstrumentFlowRunStateTransitions: events are emitted by the caller.
-        // ReleaseFlowConcurrencySlots: deployment concurrency, out of scope.
+        // ReleaseFlowConcurrencySlots: a slot is a run in PENDING/RUNNING/CANCELLING,
+        // so leaving those states releases it.
     ]
 }
 
@@ -429,6 +449,38 @@ fn carry_lease_at_running() -> FlowRule {
                 .state_details
                 .deployment_concurrency_lease_id = lease;
             None
+        },
+    })
+}
+
+/// SecureFlowConcurrencySlots: a deployment run may only become PENDING (a
+/// worker claiming it) while its deployment has a free slot; otherwise it
+/// waits as `AwaitingConcurrencySlot` (ENQUEUE) or is cancelled (CANCEL_NEW).
+fn secure_flow_concurrency_slots() -> FlowRule {
+    Box::new(SimpleRule {
+        name: "SecureFlowConcurrencySlots",
+        from: StateSet::ALL.without(StateType::Pending).without(StateType::Running).without(StateType::Cancelling),
+        to: states(&[StateType::Pending]),
+        before: |ctx: &mut FlowCtx| {
+            let slots = ctx.deployment_slots.clone()?;
+            ctx.run.deployment_id?;
+            if slots.limit == 0 {
+                return Intervention::abort("The deployment concurrency limit is 0. The flow will deadlock if submitted again.");
+            }
+            if slots.active < slots.limit {
+                return None;
+            }
+            let now = ctx.t.now;
+            let state = if slots.cancel_new {
+                let mut s = ctx.t.new_state(StateType::Cancelled, None);
+                s.message = Some("Deployment concurrency limit reached.".into());
+                s
+            } else {
+                let mut s = ctx.t.new_state(StateType::Scheduled, Some("AwaitingConcurrencySlot"));
+                s.state_details.scheduled_time = Some(now + chrono::Duration::seconds(slots.wait_seconds));
+                s
+            };
+            Intervention::reject(Some(state), "Deployment concurrency limit reached.")
         },
     })
 }
@@ -744,6 +796,7 @@ mod tests {
             new_state_id: id(NEW),
             fresh_pause_key: "fresh-key".into(),
             api_version: (0, 8, 4),
+            deployment_slots: None,
         }
     }
 
@@ -1057,6 +1110,7 @@ mod tests {
         run.empirical_policy.pause_keys = Some(vec!["k".into()]);
         let out = decide_flow_transition(FlowTransitionInput {
             api_version: (0, 8, 3),
+            deployment_slots: None,
             ..input(run.clone(), proposal(StateType::Running))
         });
         assert_eq!(
@@ -1590,6 +1644,7 @@ mod tests {
         run.empirical_policy.resuming = Some(true);
         let out = decide_flow_transition(FlowTransitionInput {
             api_version: (0, 8, 3),
+            deployment_slots: None,
             ..input(run, proposal(StateType::Running))
         });
         assert_eq!(out.run.run_count, 1);
@@ -1714,4 +1769,70 @@ mod tests {
         });
         assert_eq!(names[0], "PreventResultDataLoss");
     }
+
+    // ---- SecureFlowConcurrencySlots ----
+
+    fn deployment_run() -> FlowRunSnapshot {
+        FlowRunSnapshot { deployment_id: Some(id(0xDE9)), ..run_at(StateType::Scheduled) }
+    }
+
+    fn claim(slots: DeploymentSlots) -> FlowTransitionOutcome {
+        decide_flow_transition(FlowTransitionInput {
+            deployment_slots: Some(slots),
+            ..input(deployment_run(), proposal(StateType::Pending))
+        })
+    }
+
+    fn slots(limit: i64, active: i64, cancel_new: bool) -> DeploymentSlots {
+        DeploymentSlots { limit, active, cancel_new, wait_seconds: 30 }
+    }
+
+    #[test]
+    fn a_free_deployment_slot_lets_the_run_become_pending() {
+        let out = claim(slots(2, 1, false));
+        assert_eq!(out.status, Status::Accept);
+        assert_eq!(written(&out).state_type, StateType::Pending);
+    }
+
+    #[test]
+    fn a_full_deployment_enqueues_the_run_as_awaiting_a_slot() {
+        let out = claim(slots(2, 2, false));
+        assert_eq!(out.status, Status::Reject);
+        assert_eq!(out.details, reject("Deployment concurrency limit reached."));
+        let s = written(&out);
+        assert_eq!((s.state_type, s.name.as_str()), (StateType::Scheduled, "AwaitingConcurrencySlot"));
+        assert_eq!(s.state_details.scheduled_time, Some(t0() + secs(30)));
+    }
+
+    #[test]
+    fn a_full_deployment_with_cancel_new_cancels_the_run() {
+        let out = claim(slots(1, 1, true));
+        assert_eq!(out.status, Status::Reject);
+        let s = written(&out);
+        assert_eq!((s.state_type, s.message.as_deref()), (StateType::Cancelled, Some("Deployment concurrency limit reached.")));
+    }
+
+    #[test]
+    fn a_zero_deployment_limit_aborts() {
+        let out = claim(slots(0, 0, false));
+        assert_eq!(out.status, Status::Abort);
+        assert_eq!(out.details, abort("The deployment concurrency limit is 0. The flow will deadlock if submitted again."));
+        assert!(out.written.is_none());
+    }
+
+    #[test]
+    fn slots_do_not_apply_without_a_deployment_or_when_forced() {
+        let plain = decide_flow_transition(FlowTransitionInput {
+            deployment_slots: Some(slots(1, 5, false)),
+            ..input(run_at(StateType::Scheduled), proposal(StateType::Pending))
+        });
+        assert_eq!(plain.status, Status::Accept);
+        let forced = decide_flow_transition(FlowTransitionInput {
+            force: true,
+            deployment_slots: Some(slots(1, 5, false)),
+            ..input(deployment_run(), proposal(StateType::Pending))
+        });
+        assert_eq!(forced.status, Status::Accept);
+    }
+
 }

@@ -178,3 +178,27 @@ both_backends!(schedules_are_validated_and_produce_idempotent_runs, |app: TestAp
     let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
     assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
 });
+
+both_backends!(deployment_concurrency_limits_who_may_start, |app: TestApp| async move {
+    let flow_id = app.create_flow("limited").await;
+    let body = json!({"name": "one-at-a-time", "flow_id": flow_id, "concurrency_limit": 1, "enforce_parameter_schema": false});
+    let (status, dep) = app.post("/deployments/", body).await;
+    assert_eq!(status, 201, "{dep}");
+    assert_eq!(dep["concurrency_limit"], 1);
+    let id = dep["id"].as_str().unwrap();
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let (_, run) = app.post(&format!("/deployments/{id}/create_flow_run"), json!({})).await;
+        runs.push(run["id"].as_str().unwrap().to_owned());
+    }
+    let (status, first) = app.set_state(&runs[0], "PENDING", false).await;
+    assert_eq!((status, first["status"].clone()), (201, json!("ACCEPT")), "{first}");
+    let (_, second) = app.set_state(&runs[1], "PENDING", false).await;
+    assert_eq!(second["status"], "REJECT", "{second}");
+    assert_eq!(second["state"]["name"], "AwaitingConcurrencySlot");
+    // Finishing the first frees the slot.
+    app.set_state(&runs[0], "RUNNING", false).await;
+    app.set_state(&runs[0], "COMPLETED", false).await;
+    let (_, retry) = app.set_state(&runs[1], "PENDING", false).await;
+    assert_eq!(retry["status"], "ACCEPT", "{retry}");
+});
