@@ -4,7 +4,7 @@
 #   bash loadtests/compare.sh
 #
 # For each backend (sqlite, postgres) it starts one server at a time on a fresh database, runs
-# the prefect-load scenarios (ingest, seed-events, filter, lifecycle) against it, records
+# the prefect-load scenarios (ingest, seed-events, filter, lifecycle, workers, scheduler) against it, records
 # start-up time to healthy, RSS after start and peak RSS (VmHWM, summed over the server's process
 # tree), stops it, drops the database, and finally prints markdown tables.
 # Everything is bounded: each scenario by a count and by LOAD_MAX_SECONDS (plus a hard `timeout`).
@@ -15,6 +15,9 @@
 #   LOAD_SEED_EVENTS [10000]
 #   LOAD_FILTER_REQUESTS [300]  LOAD_FILTER_CONCURRENCY [4]
 #   LOAD_FLOWS [100]  LOAD_FLOW_CONCURRENCY [4]  LOAD_TASKS [10]
+#   LOAD_WORKERS [100]  LOAD_WORKER_POOLS [10]  LOAD_WORKER_RUNS [10000]  LOAD_WORKER_SECONDS [20]
+#   LOAD_SCHED_DEPLOYMENTS [1000]  LOAD_SCHED_RUNS_EACH [3]
+#   LOAD_SCENARIOS [ingest seed-events filter lifecycle workers scheduler]   which scenarios to run
 #   LOAD_MAX_SECONDS [120]      per scenario
 #   LOAD_PYTHON_PREFECT [tests/compat/.venv/bin/prefect, made by tests/run-all.sh]   "" skips the Python server
 #   LOAD_PG_URL [postgresql://postgres@127.0.0.1:5432]   LOAD_NATS_URL [nats://127.0.0.1:4222]
@@ -34,6 +37,13 @@ FILTER_CONCURRENCY=${LOAD_FILTER_CONCURRENCY:-4}
 FLOWS=${LOAD_FLOWS:-100}
 FLOW_CONCURRENCY=${LOAD_FLOW_CONCURRENCY:-4}
 TASKS=${LOAD_TASKS:-10}
+WORKERS=${LOAD_WORKERS:-100}
+WORKER_POOLS=${LOAD_WORKER_POOLS:-10}
+WORKER_RUNS=${LOAD_WORKER_RUNS:-10000}
+WORKER_SECONDS=${LOAD_WORKER_SECONDS:-20}
+SCHED_DEPLOYMENTS=${LOAD_SCHED_DEPLOYMENTS:-1000}
+SCHED_RUNS_EACH=${LOAD_SCHED_RUNS_EACH:-3}
+SCENARIOS=" ${LOAD_SCENARIOS:-ingest seed-events filter lifecycle workers scheduler} "
 MAX_SECONDS=${LOAD_MAX_SECONDS:-120}
 PY_PREFECT=${LOAD_PYTHON_PREFECT-$ROOT/tests/compat/.venv/bin/prefect}
 PG_URL=${LOAD_PG_URL:-postgresql://postgres@127.0.0.1:5432}
@@ -159,6 +169,7 @@ run_one() {
     scenario() {
         local name=$1
         shift
+        case "$SCENARIOS" in *" $name "*) ;; *) return ;; esac
         local outf="$home/$name.out" rc
         log "$label: $name"
         timeout -k 5 "$hard" "$LOAD_BIN" "$name" "${common[@]}" "$@" >"$outf" 2>&1
@@ -176,6 +187,8 @@ run_one() {
     scenario seed-events --events "$SEED_EVENTS"
     scenario filter --requests "$FILTER_REQUESTS" --concurrency "$FILTER_CONCURRENCY"
     scenario lifecycle --flows "$FLOWS" --concurrency "$FLOW_CONCURRENCY" --tasks "$TASKS"
+    scenario workers --pools "$WORKER_POOLS" --runs "$WORKER_RUNS" --workers "$WORKERS" --seconds "$WORKER_SECONDS"
+    scenario scheduler --deployments "$SCHED_DEPLOYMENTS" --runs-each "$SCHED_RUNS_EACH"
 
     local alive=true rss_peak
     kill -0 "$SERVER_PID" 2>/dev/null || alive=false

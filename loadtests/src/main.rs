@@ -20,6 +20,8 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
+mod workers;
+
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 #[derive(Parser)]
@@ -82,6 +84,30 @@ enum Cmd {
         /// Task runs per flow run (3 events each: Pending, Running, Completed).
         #[arg(long, default_value_t = 10)]
         tasks: usize,
+    },
+    /// W workers each polling one of P pools' get_scheduled_flow_runs every second, with R
+    /// scheduled runs in the pools (created first, through deployments).
+    Workers {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 10)]
+        pools: usize,
+        #[arg(long, default_value_t = 10_000)]
+        runs: usize,
+        #[arg(long, default_value_t = 100)]
+        workers: usize,
+        /// How long the workers poll.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
+    /// D deployments with an hourly schedule; time until the server has scheduled N runs for each.
+    Scheduler {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 1000)]
+        deployments: usize,
+        #[arg(long, default_value_t = 3)]
+        runs_each: usize,
     },
     /// Delete a NATS JetStream stream (cleanup after a run with PREFECT_MESSAGING_BROKER=nats).
     NatsDeleteStream {
@@ -756,6 +782,8 @@ async fn main() -> Result<()> {
         Cmd::SeedEvents { common, sockets, events } => seed_events(common, sockets, events).await,
         Cmd::Filter { common, requests, concurrency } => filter(common, requests, concurrency).await,
         Cmd::Lifecycle { common, flows, concurrency, tasks } => lifecycle(common, flows, concurrency, tasks).await,
+        Cmd::Workers { common, pools, runs, workers: w, seconds } => workers::workers(common, pools, runs, w, seconds).await,
+        Cmd::Scheduler { common, deployments, runs_each } => workers::scheduler(common, deployments, runs_each).await,
         Cmd::NatsDeleteStream { nats_url, stream } => nats_delete_stream(&nats_url, &stream).await,
     }
 }

@@ -182,7 +182,7 @@ pub fn validate_schedule(loc: &[&str], s: &ScheduleCreate) -> ApiResult<Value> {
 }
 
 fn parse_schedule(loc: &[&str], v: &Value) -> ApiResult<Value> {
-    match Schedule::parse(v) {
+    match Schedule::parse_action(v, Utc::now()) {
         Ok(s) => Ok(s.to_json()),
         Err(e) => {
             let mut at: Vec<&str> = loc.to_vec();
