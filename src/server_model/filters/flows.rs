@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::common::{combine, op, uuids, Ctx, Operator, FALSE, TRUE};
+use super::common::{combine, op, uuids, Ctx, Operator};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,11 +59,10 @@ impl FlowFilter {
             parts.push(combine(p, Operator::And));
         }
         if let Some(f) = &self.deployment {
-            // The read model has no deployments yet, so every flow is a flow
-            // "without deployments": is_null_ true matches all, false none.
             let mut p = Vec::new();
             if let Some(is_null) = f.is_null_ {
-                p.push(if is_null { TRUE } else { FALSE }.to_owned());
+                let exists = format!("EXISTS (SELECT 1 FROM deployment WHERE deployment.flow_id = {t}.id)");
+                p.push(if is_null { format!("NOT {exists}") } else { exists });
             }
             parts.push(combine(p, op(f.operator)));
         }
