@@ -35,6 +35,7 @@ METRICS = [
     ("lifecycle: create flow run p50 / p99 (ms)", "lifecycle", "create.p50_ms|create.p99_ms", False, 1, "{:.1f}"),
     ("lifecycle: set_state p50 / p99 (ms)", "lifecycle", "set_state.p50_ms|set_state.p99_ms", False, 1, "{:.1f}"),
     ("lifecycle: task runs recorded / expected", "lifecycle", "task_runs_recorded", None, 1, "{:.0f}"),
+    ("workers: scheduled runs created in the setup", "workers", "runs_created", None, 1, "{:.0f}"),
     ("workers: setup, scheduled runs created via deployments (s)", "workers", "setup_s", False, 1, "{:.1f}"),
     ("workers: get_scheduled_flow_runs p50 / p95 / p99 (ms)", "workers", "poll.p50_ms|poll.p95_ms|poll.p99_ms", False, 1, "{:.1f}"),
     ("workers: polls/s served", "workers", "polls_per_s", True, 1, "{:.1f}"),

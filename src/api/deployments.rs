@@ -29,7 +29,9 @@ pub fn router() -> Router<AppState> {
         .route("/deployments/get_scheduled_flow_runs", post(scheduled_flow_runs))
         .route("/deployments/name/{flow_name}/{name}", get(read_by_name))
         .route("/deployments/{id}", get(read).patch(update).delete(delete))
+        .route("/deployments/bulk_delete", post(bulk_delete))
         .route("/deployments/{id}/create_flow_run", post(create_flow_run))
+        .route("/deployments/{id}/create_flow_run/bulk", post(create_flow_runs))
         .route("/deployments/{id}/schedules", get(read_schedules).post(create_schedules))
         .route("/deployments/{id}/schedules/{schedule_id}", patch(update_schedule).delete(delete_schedule))
         .route("/deployments/{id}/pause_deployment", post(pause))
@@ -231,4 +233,61 @@ async fn schedule_now(State(state): State<AppState>, Path(id): Path<String>, App
     }
     crate::services::scheduler::schedule_deployment(&state.db, id, &bounds).await?;
     Ok(Json(Value::Null))
+}
+
+/// Prefect's caps on the bulk routes.
+const BULK_DELETE_LIMIT: i64 = 50;
+const BULK_CREATE_LIMIT: usize = 100;
+
+#[derive(Debug, Default, Deserialize)]
+struct BulkDeleteBody {
+    #[serde(default)]
+    deployments: Option<Value>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// `POST /deployments/bulk_delete`: deletes up to `limit` (1..=50)
+/// deployments matching the filter, each as its own delete.
+async fn bulk_delete(State(state): State<AppState>, AppJson(body): AppJson<Option<BulkDeleteBody>>) -> ApiResult<Json<Value>> {
+    let body = body.unwrap_or_default();
+    let limit = body.limit.unwrap_or(BULK_DELETE_LIMIT);
+    if !(1..=BULK_DELETE_LIMIT).contains(&limit) {
+        return Err(AppError::invalid(&["body", "limit"], format!("Input should be between 1 and {BULK_DELETE_LIMIT}"), json!(limit)));
+    }
+    let filter = RunFilterBody { deployments: body.deployments, limit: Some(limit), ..Default::default() };
+    let sql = filters::select_deployments(&filter, state.db.dialect, &super::workspace(), "deployment.id").map_err(super::filter_error)?;
+    let rows = super::fetch(&state.db, &sql).await?;
+    let mut deleted = Vec::new();
+    for row in rows {
+        use sqlx::Row;
+        let id = Uuid::parse_str(&row.try_get::<String, _>(0)?).map_err(anyhow::Error::from)?;
+        match cmd::delete_deployment(&state.db, id).await {
+            Ok(()) => deleted.push(id),
+            // Deleted by someone else meanwhile: not ours to report.
+            Err(AppError::Detail(StatusCode::NOT_FOUND, _)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Json(json!({"deleted": deleted})))
+}
+
+/// `POST /deployments/{id}/create_flow_run/bulk`: up to 100 runs; each is
+/// created (and acknowledged) on its own, and one that fails is reported
+/// FAILED with its reason without stopping the others.
+async fn create_flow_runs(State(state): State<AppState>, Path(id): Path<String>, AppJson(body): AppJson<Vec<DeploymentFlowRunCreate>>) -> ApiResult<Json<Value>> {
+    let id = path_id(&id)?;
+    if body.len() > BULK_CREATE_LIMIT {
+        return Err(AppError::Detail(StatusCode::BAD_REQUEST, format!("Cannot create more than {BULK_CREATE_LIMIT} flow runs at once.")));
+    }
+    read_json(&state, id).await?;
+    let mut results = Vec::with_capacity(body.len());
+    for run in body {
+        match cmd::create_flow_run(&state.db, id, run, Uuid::new_v4().as_u128()).await {
+            Ok((run_id, _)) => results.push(json!({"flow_run_id": run_id, "status": "CREATED", "error": null})),
+            Err(AppError::Detail(_, reason)) => results.push(json!({"flow_run_id": null, "status": "FAILED", "error": reason})),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Json(json!({"results": results})))
 }

@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/work_pools/count", post(count_pools))
         .route("/work_pools/{name}", get(read_pool).patch(update_pool).delete(delete_pool))
         .route("/work_pools/{name}/get_scheduled_flow_runs", post(scheduled_flow_runs))
+        .route("/work_pools/{name}/concurrency_status", post(pool_concurrency_status))
         .route("/work_pools/{name}/queues", post(create_queue))
         .route("/work_pools/{name}/queues/filter", post(filter_queues))
         .route("/work_pools/{name}/queues/{queue}", get(read_queue).patch(update_queue).delete(delete_queue))
@@ -301,4 +302,65 @@ async fn filter_workers(State(state): State<AppState>, Path(name): Path<String>,
 async fn delete_worker(State(state): State<AppState>, Path((pool, worker)): Path<(String, String)>) -> ApiResult<StatusCode> {
     cmd::delete_worker(&state.db, pool, worker).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `concurrency_status` bodies: `page` (from 1), `limit`, and for pools
+/// `flow_run_limit` (runs listed per queue, 0..=200, default 10).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ConcurrencyStatusBody {
+    #[serde(default)]
+    pub page: Option<i64>,
+    #[serde(default)]
+    pub limit: Option<i64>,
+    #[serde(default)]
+    pub flow_run_limit: Option<i64>,
+}
+
+impl ConcurrencyStatusBody {
+    pub(crate) fn paging(&self) -> ApiResult<(i64, i64)> {
+        let page = self.page.unwrap_or(1);
+        if page < 1 {
+            return Err(AppError::invalid(&["body", "page"], "Input should be greater than or equal to 1", json!(page)));
+        }
+        let (limit, _) = page_limit(self.limit)?;
+        Ok((page, limit))
+    }
+}
+
+fn page_limit(limit: Option<i64>) -> ApiResult<(i64, i64)> {
+    page(limit, None).map_err(super::filter_error)
+}
+
+/// `POST /work_pools/{name}/concurrency_status`: the pool's slot holders,
+/// broken down by queue (queues paginated).
+async fn pool_concurrency_status(State(state): State<AppState>, Path(name): Path<String>, AppJson(body): AppJson<Option<ConcurrencyStatusBody>>) -> ApiResult<Json<Value>> {
+    let body = body.unwrap_or_default();
+    let (page_no, limit) = body.paging()?;
+    let flow_run_limit = body.flow_run_limit.unwrap_or(10);
+    if !(0..=200).contains(&flow_run_limit) {
+        return Err(AppError::invalid(&["body", "flow_run_limit"], "Input should be between 0 and 200", json!(flow_run_limit)));
+    }
+    let dialect = state.db.dialect;
+    let mut conn = state.db.reader().acquire().await?;
+    let pool = cmd::pool_by_name(&mut conn, dialect, &name)
+        .await?
+        .ok_or_else(|| AppError::Detail(StatusCode::NOT_FOUND, format!("Work pool '{name}' not found.")))?;
+    let pool_id = pool.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let now = Utc::now();
+    let (active, _) = model::slot_holders(&mut conn, dialect, "work_pool_id", &pool_id, 0, 0, now).await?;
+    let all_queues = model::queues(&mut conn, dialect, "t.work_pool_id = $1", &[Bind::Text(pool_id)]).await?;
+    let count = all_queues.len() as i64;
+    let mut queues = Vec::new();
+    for q in all_queues.into_iter().skip(((page_no - 1) * limit) as usize).take(limit as usize) {
+        let qid = q.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let (held, runs) = model::slot_holders(&mut conn, dialect, "work_queue_id", &qid, flow_run_limit, 0, now).await?;
+        queues.push(json!({
+            "queue_id": qid, "queue_name": q.get("name"), "active_slots": held,
+            "concurrency_limit": q.get("concurrency_limit"), "flow_runs": runs, "flow_run_count": held,
+        }));
+    }
+    Ok(Json(json!({
+        "active_slots": active, "concurrency_limit": pool.get("concurrency_limit"), "queues": queues,
+        "count": count, "limit": limit, "pages": model::pages(count, limit), "page": page_no,
+    })))
 }

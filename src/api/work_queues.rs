@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::error::{ApiResult, AppError};
 use super::json::{path_id, AppJson};
-use super::work_pools::{list_queues, poll_record_interval, DocFilterBody};
+use super::work_pools::{list_queues, poll_record_interval, ConcurrencyStatusBody, DocFilterBody};
 use super::AppState;
 use crate::commands::work_pools::{self as cmd, WorkQueueCreate, WorkQueueUpdate, DEFAULT_AGENT_POOL};
 use crate::db::Bind;
@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/work_queues/{id}", get(read).patch(update).delete(delete))
         .route("/work_queues/{id}/get_runs", post(get_runs))
         .route("/work_queues/{id}/status", get(status))
+        .route("/work_queues/{id}/concurrency_status", post(concurrency_status))
 }
 
 fn not_found() -> AppError {
@@ -183,5 +184,19 @@ async fn status(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
         "late_runs_count": late,
         "last_polled": last_polled,
         "health_check_policy": {"maximum_late_runs": 0, "maximum_seconds_since_last_polled": 60},
+    })))
+}
+
+/// `POST /work_queues/{id}/concurrency_status`: the queue's slot holders, paginated.
+async fn concurrency_status(State(state): State<AppState>, Path(id): Path<String>, AppJson(body): AppJson<Option<ConcurrencyStatusBody>>) -> ApiResult<Json<Value>> {
+    let body = body.unwrap_or_default();
+    let (page, limit) = body.paging()?;
+    let q = queue_doc(&state, path_id(&id)?).await?;
+    let qid = q.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let mut conn = state.db.reader().acquire().await?;
+    let (active, runs) = model::slot_holders(&mut conn, state.db.dialect, "work_queue_id", &qid, limit, (page - 1) * limit, Utc::now()).await?;
+    Ok(Json(json!({
+        "active_slots": active, "concurrency_limit": q.get("concurrency_limit"), "flow_runs": runs,
+        "count": active, "limit": limit, "pages": model::pages(active, limit), "page": page,
     })))
 }

@@ -135,8 +135,8 @@ pub async fn scheduled_runs(conn: &mut AnyConnection, dialect: Dialect, q: &Sche
     }
     let mut pool_free = match q.pool_limit {
         Some(limit) => {
-            let sql = format!("SELECT COUNT(*) FROM flow_run WHERE work_pool_id = $1 AND state_type IN ('RUNNING', 'PENDING')");
-            (limit - count(conn, dialect, &sql, &q.pool_id).await?).max(0)
+            let sql = "SELECT COUNT(*) FROM flow_run WHERE work_pool_id = $1 AND state_type IN ('RUNNING', 'PENDING')";
+            (limit - count(conn, dialect, sql, &q.pool_id).await?).max(0)
         }
         None => i64::MAX,
     };
@@ -186,4 +186,46 @@ pub async fn scheduled_runs(conn: &mut AnyConnection, dialect: Dialect, q: &Sche
         out.push((qid, run_id));
     }
     Ok(out)
+}
+
+/// Runs holding a slot in a pool or queue (`column` = `work_pool_id` or
+/// `work_queue_id`): how many, and a page of `FlowRunSlotSummary`s, oldest
+/// claim first.
+pub async fn slot_holders(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    column: &str,
+    id: &str,
+    limit: i64,
+    offset: i64,
+    now: DateTime<Utc>,
+) -> Result<(i64, Vec<Value>), sqlx::Error> {
+    let total = count(conn, dialect, &format!("SELECT COUNT(*) FROM flow_run WHERE {column} = $1 AND state_type IN {SLOT_STATES}"), id).await?;
+    let sql = format!(
+        "SELECT id, name, state_type, state_name, start_time, state_timestamp FROM flow_run \
+         WHERE {column} = $1 AND state_type IN {SLOT_STATES} ORDER BY state_timestamp, id LIMIT $2 OFFSET $3"
+    );
+    let rows = sqlx::query(&dialect.rewrite(&sql)).bind(id.to_owned()).bind(limit).bind(offset).fetch_all(&mut *conn).await?;
+    let text = |r: &sqlx::any::AnyRow, c: &str| r.try_get::<Option<String>, _>(c).ok().flatten();
+    let summaries = rows
+        .iter()
+        .map(|r| {
+            let state_ts = text(r, "state_timestamp");
+            let in_state = state_ts.as_deref().and_then(crate::time::parse_ts).map(|t| (now - t).num_microseconds().unwrap_or(0) as f64 / 1e6);
+            json!({
+                "id": text(r, "id"), "name": text(r, "name"), "state_type": text(r, "state_type"), "state_name": text(r, "state_name"),
+                "start_time": text(r, "start_time"), "state_timestamp": state_ts, "time_in_current_state": in_state,
+            })
+        })
+        .collect();
+    Ok((total, summaries))
+}
+
+/// Prefect's page count for `count` items at `limit` per page.
+pub fn pages(count: i64, limit: i64) -> i64 {
+    if limit > 0 {
+        (count + limit - 1) / limit
+    } else {
+        0
+    }
 }

@@ -10,7 +10,9 @@
 //!   cancelled run are cancelled with "The parent flow run was cancelled.";
 //! - **zombie runs** (built in here; Prefect leaves it to an automation): a
 //!   RUNNING run that sent `prefect.flow-run.heartbeat` events and then none
-//!   for the timeout is CRASHED.
+//!   for the timeout is CRASHED, and so is a RUNNING run whose worker (the
+//!   one named by its latest `prefect.worker.submitted-flow-run` event) the
+//!   foreman has marked OFFLINE.
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -105,6 +107,49 @@ pub async fn crash_zombies(db: &Db, cutoff: DateTime<Utc>) -> ApiResult<usize> {
     force_all(db, zombies, StateType::Crashed, "Flow run stopped sending heartbeats and is presumed dead.", guard).await
 }
 
+/// RUNNING runs whose submitting worker went OFFLINE crash.
+pub async fn crash_runs_of_dead_workers(db: &Db) -> ApiResult<usize> {
+    use std::collections::{HashMap, HashSet};
+    let rows = sqlx::query(&db.q(
+        "SELECT fr.id, fr.work_pool_id, e.resource, e.occurred FROM flow_run fr \
+         JOIN event_resources er ON er.resource_id = ('prefect.flow-run.' || fr.id) AND er.resource_role = 'flow-run' \
+         JOIN events e ON e.id = er.event_id \
+         WHERE fr.state_type = 'RUNNING' AND e.event = 'prefect.worker.submitted-flow-run'",
+    ))
+    .fetch_all(db.reader())
+    .await?;
+    // The latest submission of each run names its worker.
+    let mut latest: HashMap<String, (String, String, String)> = HashMap::new();
+    for r in &rows {
+        let (Ok(id), Ok(Some(pool)), Ok(resource), Ok(occurred)) =
+            (r.try_get::<String, _>(0), r.try_get::<Option<String>, _>(1), r.try_get::<String, _>(2), r.try_get::<String, _>(3))
+        else {
+            continue;
+        };
+        let labels: serde_json::Value = serde_json::from_str(&resource).unwrap_or_default();
+        let Some(worker) = labels.get("prefect.resource.name").and_then(|v| v.as_str()) else { continue };
+        if latest.get(&id).is_none_or(|(_, _, at)| occurred > *at) {
+            latest.insert(id, (pool, worker.to_owned(), occurred));
+        }
+    }
+    if latest.is_empty() {
+        return Ok(0);
+    }
+    let offline: HashSet<(String, String)> = sqlx::query(&db.q("SELECT work_pool_id, name FROM worker WHERE status = 'OFFLINE'"))
+        .fetch_all(db.reader())
+        .await?
+        .iter()
+        .filter_map(|r| Some((r.try_get::<String, _>(0).ok()?, r.try_get::<String, _>(1).ok()?)))
+        .collect();
+    let dead: Vec<Uuid> = latest
+        .into_iter()
+        .filter(|(_, (pool, worker, _))| offline.contains(&(pool.clone(), worker.clone())))
+        .filter_map(|(id, _)| Uuid::parse_str(&id).ok())
+        .collect();
+    let guard = |run: &FlowRunSnapshot| is(run, StateType::Running);
+    force_all(db, dead, StateType::Crashed, "The worker running this flow run stopped sending heartbeats.", guard).await
+}
+
 /// Runs the three monitors on their own intervals.
 pub async fn run(db: Db, settings: Settings) {
     let s = settings.services.clone();
@@ -117,7 +162,11 @@ pub async fn run(db: Db, settings: Settings) {
         let (what, result) = tokio::select! {
             _ = pauses.tick(), if s.pause_expirations_enabled => ("expired pauses", expire_pauses(&db, Utc::now()).await),
             _ = cancellations.tick(), if s.cancellation_cleanup_enabled => ("cancellation cleanup", clean_up_cancellations(&db, Utc::now() - cancelling_timeout).await),
-            _ = zombies.tick(), if s.zombie_runs_enabled => ("zombie runs", crash_zombies(&db, Utc::now() - d(s.zombie_heartbeat_timeout)).await),
+            _ = zombies.tick(), if s.zombie_runs_enabled => {
+                let silent = crash_zombies(&db, Utc::now() - d(s.zombie_heartbeat_timeout)).await;
+                let orphaned = crash_runs_of_dead_workers(&db).await;
+                ("zombie runs", silent.and_then(|a| orphaned.map(|b| a + b)))
+            }
         };
         match result {
             Ok(0) => {}

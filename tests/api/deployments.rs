@@ -202,3 +202,38 @@ both_backends!(deployment_concurrency_limits_who_may_start, |app: TestApp| async
     let (_, retry) = app.set_state(&runs[1], "PENDING", false).await;
     assert_eq!(retry["status"], "ACCEPT", "{retry}");
 });
+
+both_backends!(bulk_routes_and_concurrency_status, |app: TestApp| async move {
+    let flow_id = app.create_flow("bulk-flow").await;
+    app.post("/work_pools/", json!({"name": "bulk-pool", "type": "process", "concurrency_limit": 5})).await;
+    let schema = json!({"type": "object", "properties": {"n": {"type": "integer"}}});
+    let body = json!({"name": "bulk", "flow_id": flow_id, "work_pool_name": "bulk-pool", "parameter_openapi_schema": schema});
+    let (_, dep) = app.post("/deployments/", body).await;
+    let id = dep["id"].as_str().unwrap().to_owned();
+
+    // Bulk create: one bad run does not stop the others.
+    let (status, created) = app.post(&format!("/deployments/{id}/create_flow_run/bulk"), json!([{"parameters": {"n": 1}}, {"parameters": {"n": "x"}}, {}])).await;
+    assert_eq!(status, 200, "{created}");
+    let outcomes: Vec<&str> = created["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["CREATED", "FAILED", "CREATED"]);
+    let too_many: Vec<Value> = (0..101).map(|_| json!({})).collect();
+    assert_eq!(app.post(&format!("/deployments/{id}/create_flow_run/bulk"), json!(too_many)).await.0, 400);
+
+    // One run claims a slot: the pool and its queue report it.
+    let run_id = created["results"][0]["flow_run_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.set_state(&run_id, "PENDING", false).await.0, 201);
+    let (status, pool_status) = app.post("/work_pools/bulk-pool/concurrency_status", json!({})).await;
+    assert_eq!(status, 200, "{pool_status}");
+    assert_eq!((pool_status["active_slots"].clone(), pool_status["concurrency_limit"].clone(), pool_status["count"].clone()), (json!(1), json!(5), json!(1)));
+    assert_eq!(pool_status["queues"][0]["flow_runs"][0]["id"], json!(run_id));
+    let queue_id = dep["work_queue_id"].as_str().unwrap();
+    let (_, queue_status) = app.post(&format!("/work_queues/{queue_id}/concurrency_status"), json!({"page": 1, "limit": 10})).await;
+    assert_eq!((queue_status["active_slots"].clone(), queue_status["pages"].clone()), (json!(1), json!(1)));
+    assert_eq!(app.post("/work_pools/nope/concurrency_status", json!({})).await.0, 404);
+
+    // Bulk delete by filter, capped at 50.
+    assert_eq!(app.post("/deployments/bulk_delete", json!({"limit": 51})).await.0, 422);
+    let (status, deleted) = app.post("/deployments/bulk_delete", json!({"deployments": {"name": {"any_": ["bulk"]}}})).await;
+    assert_eq!((status, deleted["deleted"].clone()), (200, json!([id])));
+    assert_eq!(app.get(&format!("/deployments/{id}")).await.0, 404);
+});
