@@ -577,7 +577,8 @@ fn run_labels(deployment: &Map<String, Value>, id: Uuid) -> Map<String, Value> {
     labels
 }
 
-async fn pool_of_queue(conn: &mut AnyConnection, dialect: Dialect, queue_id: Option<Uuid>) -> ApiResult<(Option<Uuid>, Option<String>)> {
+/// The pool (id, name) of a work queue, if any.
+pub async fn pool_of_queue(conn: &mut AnyConnection, dialect: Dialect, queue_id: Option<Uuid>) -> ApiResult<(Option<Uuid>, Option<String>)> {
     let Some(qid) = queue_id else { return Ok((None, None)) };
     let row = sqlx::query(&dialect.rewrite("SELECT p.id, p.name FROM work_queue q JOIN work_pool p ON p.id = q.work_pool_id WHERE q.id = $1"))
         .bind(qid.to_string())

@@ -130,6 +130,26 @@ pub fn is_vacuous(v: &Value) -> bool {
     }
 }
 
+/// `EXISTS (flow run matching the body's flow-run and task-run filters,
+/// whose `run_column` is `outer`)`, or `None` when neither filter is present.
+fn run_exists(ctx: &mut Ctx, body: &RunFilterBody, run_column: &str, outer: &str) -> Option<String> {
+    if body.flow_runs.is_none() && body.task_runs.is_none() {
+        return None;
+    }
+    let fr = ctx.alias("flow_run");
+    let mut from = format!("flow_run {fr}");
+    let mut conds = vec![format!("{fr}.{run_column} = {outer}")];
+    if let Some(f) = &body.flow_runs {
+        conds.push(f.to_sql(ctx, &fr));
+    }
+    if let Some(f) = &body.task_runs {
+        let tr = ctx.alias("task_run");
+        from.push_str(&format!(" JOIN task_run {tr} ON {tr}.flow_run_id = {fr}.id"));
+        conds.push(f.to_sql(ctx, &tr));
+    }
+    Some(format!("EXISTS (SELECT 1 FROM {from} WHERE {})", all_of(&conds)))
+}
+
 /// `EXISTS (deployment matching the body's deployment and work pool
 /// filters, joined to the outer row by `link`)`, or `None` when neither
 /// filter is present.
@@ -180,19 +200,8 @@ pub fn deployments_where(body: &RunFilterBody, dialect: Dialect, sql: &mut Sql, 
         let cond = f.to_sql(&mut ctx, &a);
         parts.push(format!("EXISTS (SELECT 1 FROM flow {a} WHERE ({a}.id = deployment.flow_id) AND ({cond}))"));
     }
-    if body.flow_runs.is_some() || body.task_runs.is_some() {
-        let fr = ctx.alias("flow_run");
-        let mut from = format!("flow_run {fr}");
-        let mut conds = vec![format!("{fr}.deployment_id = deployment.id")];
-        if let Some(f) = &body.flow_runs {
-            conds.push(f.to_sql(&mut ctx, &fr));
-        }
-        if let Some(f) = &body.task_runs {
-            let tr = ctx.alias("task_run");
-            from.push_str(&format!(" JOIN task_run {tr} ON {tr}.flow_run_id = {fr}.id"));
-            conds.push(f.to_sql(&mut ctx, &tr));
-        }
-        parts.push(format!("EXISTS (SELECT 1 FROM {from} WHERE {})", all_of(&conds)));
+    if let Some(cond) = run_exists(&mut ctx, body, "deployment_id", "deployment.id") {
+        parts.push(cond);
     }
     let pools = body.work_pools.as_ref().filter(|v| !v.is_null());
     let queues = body.work_pool_queues.as_ref().filter(|v| !v.is_null());
@@ -266,19 +275,8 @@ pub fn flows_where(body: &RunFilterBody, dialect: Dialect, sql: &mut Sql, worksp
     if let Some(cond) = deployment_exists(&mut ctx, body, "flow_id = flow.id")? {
         parts.push(cond);
     }
-    if body.flow_runs.is_some() || body.task_runs.is_some() {
-        let fr = ctx.alias("flow_run");
-        let mut from = format!("flow_run {fr}");
-        let mut conds = vec![format!("{fr}.flow_id = flow.id")];
-        if let Some(f) = &body.flow_runs {
-            conds.push(f.to_sql(&mut ctx, &fr));
-        }
-        if let Some(f) = &body.task_runs {
-            let tr = ctx.alias("task_run");
-            from.push_str(&format!(" JOIN task_run {tr} ON {tr}.flow_run_id = {fr}.id"));
-            conds.push(f.to_sql(&mut ctx, &tr));
-        }
-        parts.push(format!("EXISTS (SELECT 1 FROM {from} WHERE {})", all_of(&conds)));
+    if let Some(cond) = run_exists(&mut ctx, body, "flow_id", "flow.id") {
+        parts.push(cond);
     }
     Ok(all_of(&parts))
 }

@@ -12,7 +12,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::api::error::ApiResult;
-use crate::commands::deployments::deployment_by_id;
+use crate::commands::deployments::{deployment_by_id, pool_of_queue};
 use crate::commands::flow_runs::{create_in_tx, FlowRunCreate, RunOrigin};
 use crate::commands::write;
 use crate::config::Settings;
@@ -90,19 +90,7 @@ pub async fn schedule_deployment(db: &Db, deployment_id: Uuid, bounds: &Bounds) 
             let flow_id = dep.get("flow_id").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok());
             let Some(flow_id) = flow_id else { return Ok(0) };
             let queue_id = dep.get("work_queue_id").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok());
-            let (pool_id, pool_name) = match queue_id {
-                Some(q) => {
-                    let row = sqlx::query(&dialect.rewrite("SELECT p.id, p.name FROM work_queue q JOIN work_pool p ON p.id = q.work_pool_id WHERE q.id = $1"))
-                        .bind(q.to_string())
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                    match row {
-                        Some(r) => (r.try_get::<String, _>(0).ok().and_then(|s| Uuid::parse_str(&s).ok()), r.try_get::<String, _>(1).ok()),
-                        None => (None, None),
-                    }
-                }
-                None => (None, None),
-            };
+            let (pool_id, pool_name) = pool_of_queue(conn, dialect, queue_id).await?;
             let mut tags = vec![json!("auto-scheduled")];
             tags.extend(dep.get("tags").and_then(Value::as_array).cloned().unwrap_or_default());
             let mut labels = dep.get("labels").and_then(Value::as_object).cloned().unwrap_or_default();
