@@ -37,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/deployments/{id}/pause_deployment", post(pause))
         .route("/deployments/{id}/resume_deployment", post(resume))
         .route("/deployments/{id}/schedule", post(schedule_now))
+        .route("/deployments/{id}/work_queue_check", get(work_queue_check))
 }
 
 fn not_found() -> AppError {
@@ -166,6 +167,12 @@ async fn create_flow_run(State(state): State<AppState>, Path(id): Path<String>, 
     let run = read_flow_run(&mut conn, state.db.dialect, &run_id.to_string(), Utc::now()).await?.ok_or_else(|| AppError::not_found("Flow run"))?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(run)).into_response())
+}
+
+async fn work_queue_check(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Vec<Value>>> {
+    let deployment = read_json(&state, path_id(&id)?).await?;
+    let mut conn = state.db.reader().acquire().await?;
+    Ok(Json(model::queues_for_deployment(&mut conn, state.db.dialect, &deployment).await?))
 }
 
 async fn read_schedules(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Vec<Value>>> {

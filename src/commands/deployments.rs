@@ -18,6 +18,8 @@ use crate::orchestration::outcome::ProposedState;
 use crate::orchestration::states::FlowRunPolicy;
 use crate::schedules::Schedule;
 use crate::server_model::documents::{DEPLOYMENT, DEPLOYMENT_SCHEDULE};
+use crate::server_model::feed_events as feed;
+use super::schedule_patch::{self, SchedulePatch};
 
 /// `DeploymentScheduleCreate`.
 #[derive(Debug, Clone, Deserialize)]
@@ -258,18 +260,6 @@ async fn resolve_queue(conn: &mut AnyConnection, dialect: Dialect, pool: Option<
     }
 }
 
-/// The Prefect event for a deployment change (`prefect.deployment.*`).
-fn deployment_event(name: &str, id: Uuid, deployment_name: &Value, flow_id: &Value, occurred: DateTime<Utc>) -> Value {
-    json!({
-        "id": Uuid::now_v7(),
-        "occurred": crate::time::fmt_ts(occurred),
-        "event": name,
-        "resource": {"prefect.resource.id": format!("prefect.deployment.{id}"), "prefect.resource.name": deployment_name},
-        "related": [{"prefect.resource.id": format!("prefect.flow.{}", flow_id.as_str().unwrap_or_default()), "prefect.resource.role": "flow"}],
-        "payload": {},
-    })
-}
-
 /// Creates or (same flow and name) updates a deployment, replacing its
 /// schedules and its future auto-scheduled runs. Returns `(id, created)`.
 pub async fn create_deployment(db: &Db, body: DeploymentCreate) -> ApiResult<(Uuid, bool)> {
@@ -326,10 +316,14 @@ pub async fn create_deployment(db: &Db, body: DeploymentCreate) -> ApiResult<(Uu
                 Some(d) => {
                     let id = id_of(&d)?;
                     lock_stream(conn, dialect, &StreamRef::new(StreamType::Deployment, id)).await?;
-                    let event = deployment_event("prefect.deployment.updated", id, &json!(body.name), &json!(body.flow_id), at);
                     delete_future_auto_runs(conn, dialect, id).await?;
                     delete_schedules(conn, dialect, id).await?;
-                    doc::update(conn, dialect, StreamType::Deployment, id, fields, at, Some(event)).await?;
+                    let changed = feed::changed_fields(&d, &fields, feed::DEPLOYMENT_FIELDS);
+                    let event = match changed.is_empty() {
+                        true => None,
+                        false => Some(feed::deployment_event(conn, dialect, "prefect.deployment.updated", id, &feed::merged(&d, &fields), feed::updated_payload(changed), at).await?),
+                    };
+                    doc::update(conn, dialect, StreamType::Deployment, id, fields, at, event).await?;
                     (id, false)
                 }
                 None => {
@@ -337,7 +331,7 @@ pub async fn create_deployment(db: &Db, body: DeploymentCreate) -> ApiResult<(Uu
                     fields.insert("status".into(), json!("NOT_READY"));
                     fields.insert("created_by".into(), Value::Null);
                     fields.insert("updated_by".into(), Value::Null);
-                    let event = deployment_event("prefect.deployment.created", id, &json!(body.name), &json!(body.flow_id), at);
+                    let event = feed::deployment_event(conn, dialect, "prefect.deployment.created", id, &fields, json!({}), at).await?;
                     doc::create(conn, dialect, StreamType::Deployment, id, fields, at, Some(event)).await?;
                     (id, true)
                 }
@@ -395,7 +389,11 @@ pub async fn delete_future_auto_runs(conn: &mut AnyConnection, dialect: Dialect,
     flow_runs::delete_in_tx(conn, dialect, &ids).await
 }
 
-/// Applies a `DeploymentUpdate` (only the fields that were sent).
+/// Applies a `DeploymentUpdate` (only the fields that were sent), as
+/// Prefect's `update_deployment` route does: the schedules by slug (see
+/// [`schedule_patch`]), the default parameters checked against the schema
+/// when it is enforced (409), and the future auto-scheduled runs dropped
+/// since they reflect the old configuration.
 pub async fn update_deployment(db: &Db, id: Uuid, body: Map<String, Value>) -> ApiResult<()> {
     for (k, v) in &body {
         if !UPDATE_FIELDS.contains(&k.as_str()) {
@@ -405,24 +403,37 @@ pub async fn update_deployment(db: &Db, id: Uuid, body: Map<String, Value>) -> A
             });
         }
     }
-    let schedules: Option<Vec<ScheduleCreate>> = match body.get("schedules") {
+    let sent: Option<Vec<ScheduleUpdate>> = match body.get("schedules") {
         None | Some(Value::Null) => None,
         Some(v) => Some(serde_json::from_value(v.clone()).map_err(|e| AppError::invalid(&["body", "schedules"], e.to_string(), v.clone()))?),
     };
-    let mut parsed = Vec::new();
-    for (i, s) in schedules.iter().flatten().enumerate() {
+    // Each sent schedule, parsed (None when it carries no schedule).
+    let mut parsed: Vec<Option<Value>> = Vec::new();
+    for (i, s) in sent.iter().flatten().enumerate() {
         let idx = i.to_string();
-        parsed.push(validate_schedule(&["body", "schedules", &idx], s)?);
+        positive_limit(&["body", "schedules", &idx, "max_scheduled_runs"], s.max_scheduled_runs)?;
+        parsed.push(match &s.schedule {
+            Some(v) => Some(parse_schedule(&["body", "schedules", &idx, "schedule"], v)?),
+            None => None,
+        });
     }
     positive_limit(&["body", "concurrency_limit"], body.get("concurrency_limit").and_then(Value::as_i64))?;
     let dialect = db.dialect;
     write(db, move |conn| {
         let body = body.clone();
-        let schedules = schedules.clone();
+        let sent = sent.clone();
         let parsed = parsed.clone();
         Box::pin(async move {
             let current = require_deployment(conn, dialect, id).await?;
             lock_stream(conn, dialect, &StreamRef::new(StreamType::Deployment, id)).await?;
+            let plan = match &sent {
+                Some(sent) => {
+                    let existing = schedule_slugs(conn, dialect, id).await?;
+                    Some(schedule_patch::plan(&existing, sent).map_err(|d| AppError::Detail(axum::http::StatusCode::UNPROCESSABLE_ENTITY, d))?)
+                }
+                None => None,
+            };
+            check_default_parameters(&current, &body)?;
             let mut changes = Map::new();
             for (k, v) in &body {
                 match k.as_str() {
@@ -440,23 +451,114 @@ pub async fn update_deployment(db: &Db, id: Uuid, body: Map<String, Value>) -> A
                 changes.insert("work_queue_name".into(), json!(resolved.as_ref().map(|q| q.1.clone())));
             }
             let at = now();
-            let pausing = changes.get("paused").and_then(Value::as_bool) == Some(true);
-            if schedules.is_some() || pausing {
-                delete_future_auto_runs(conn, dialect, id).await?;
+            delete_future_auto_runs(conn, dialect, id).await?;
+            let changed = feed::changed_fields(&current, &changes, feed::DEPLOYMENT_FIELDS);
+            let event = match changed.is_empty() {
+                true => None,
+                false => Some(feed::deployment_event(conn, dialect, "prefect.deployment.updated", id, &feed::merged(&current, &changes), feed::updated_payload(changed), at).await?),
+            };
+            doc::update(conn, dialect, StreamType::Deployment, id, changes, at, event).await?;
+            if let (Some(sent), Some(plan)) = (&sent, plan) {
+                apply_schedule_patch(conn, dialect, id, sent, &parsed, plan, at).await?;
             }
-            if let Some(schedules) = &schedules {
-                delete_schedules(conn, dialect, id).await?;
-                for (s, schedule) in schedules.iter().zip(parsed) {
-                    insert_schedule(conn, dialect, id, s, schedule, at).await?;
-                }
-            }
-            let name = current.get("name").cloned().unwrap_or(Value::Null);
-            let flow_id = current.get("flow_id").cloned().unwrap_or(Value::Null);
-            let event = deployment_event("prefect.deployment.updated", id, &name, &flow_id, at);
-            doc::update(conn, dialect, StreamType::Deployment, id, changes, at, Some(event)).await
+            Ok(())
         })
     })
     .await
+}
+
+/// Prefect's check of a deployment's default parameters on update: when the
+/// schema is enforced (as sent, else as stored), the parameters (as sent,
+/// else as stored) must fit the schema (as sent, else as stored), required
+/// keys aside; a deployment without a schema cannot be checked (409).
+fn check_default_parameters(current: &Map<String, Value>, body: &Map<String, Value>) -> ApiResult<()> {
+    let sent = |k: &str| body.get(k).filter(|v| !v.is_null());
+    let enforce = sent("enforce_parameter_schema").or_else(|| current.get("enforce_parameter_schema")).and_then(Value::as_bool).unwrap_or(false);
+    if !enforce {
+        return Ok(());
+    }
+    let truthy = |v: &&Value| v.as_object().is_some_and(|m| !m.is_empty());
+    let schema = sent("parameter_openapi_schema").filter(truthy).or_else(|| current.get("parameter_openapi_schema")).filter(|s| s.is_object()).ok_or_else(|| {
+        AppError::Detail(
+            axum::http::StatusCode::CONFLICT,
+            "Error updating deployment: Cannot update parameters because parameter schema enforcement is enabled and the deployment does not have a valid parameter schema.".into(),
+        )
+    })?;
+    let parameters = sent("parameters").or_else(|| current.get("parameters")).cloned().unwrap_or_else(|| json!({}));
+    crate::orchestration::parameters::validate_ignoring_required(&parameters, schema)
+        .map_err(|msg| AppError::Detail(axum::http::StatusCode::CONFLICT, format!("Error updating deployment: {msg}")))
+}
+
+/// A deployment's schedules as (id, slug).
+async fn schedule_slugs(conn: &mut AnyConnection, dialect: Dialect, deployment_id: Uuid) -> ApiResult<Vec<(Uuid, Option<String>)>> {
+    let rows = sqlx::query(&dialect.rewrite("SELECT id, slug FROM deployment_schedule WHERE deployment_id = $1 ORDER BY id"))
+        .bind(deployment_id.to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| Some((Uuid::parse_str(&r.try_get::<String, _>(0).ok()?).ok()?, r.try_get::<Option<String>, _>(1).ok().flatten())))
+        .collect())
+}
+
+/// Carries out a [`SchedulePatch`]; `parsed[i]` is the normalised schedule of `sent[i]`.
+async fn apply_schedule_patch(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    deployment_id: Uuid,
+    sent: &[ScheduleUpdate],
+    parsed: &[Option<Value>],
+    plan: SchedulePatch,
+    at: DateTime<Utc>,
+) -> ApiResult<()> {
+    let create = |i: usize| ScheduleCreate {
+        active: sent[i].active.unwrap_or(true),
+        schedule: Value::Null,
+        max_scheduled_runs: sent[i].max_scheduled_runs,
+        parameters: sent[i].parameters.clone().unwrap_or_default(),
+        slug: sent[i].slug.clone(),
+        replaces: None,
+    };
+    let to_create: Vec<usize> = match plan {
+        SchedulePatch::ReplaceAll => {
+            delete_schedules(conn, dialect, deployment_id).await?;
+            (0..sent.len()).collect()
+        }
+        SchedulePatch::Targeted { update, create } => {
+            for (schedule_id, i) in update {
+                let changes = schedule_changes(&sent[i], parsed[i].clone());
+                doc::update(conn, dialect, StreamType::DeploymentSchedule, schedule_id, changes, at, None).await?;
+            }
+            create
+        }
+    };
+    for i in to_create {
+        if let Some(schedule) = parsed[i].clone() {
+            insert_schedule(conn, dialect, deployment_id, &create(i), schedule, at).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The stored fields a `DeploymentScheduleUpdate` changes (the ones it sets; `replaces` is not stored).
+fn schedule_changes(s: &ScheduleUpdate, schedule: Option<Value>) -> Map<String, Value> {
+    let mut changes = Map::new();
+    if let Some(a) = s.active {
+        changes.insert("active".into(), json!(a));
+    }
+    if let Some(v) = schedule {
+        changes.insert("schedule".into(), v);
+    }
+    if let Some(m) = s.max_scheduled_runs {
+        changes.insert("max_scheduled_runs".into(), json!(m));
+    }
+    if let Some(p) = &s.parameters {
+        changes.insert("parameters".into(), Value::Object(p.clone()));
+    }
+    if let Some(slug) = &s.slug {
+        changes.insert("slug".into(), json!(slug));
+    }
+    changes
 }
 
 /// Deletes a deployment and its scheduled (not yet started) runs.
@@ -476,9 +578,7 @@ pub async fn delete_deployment(db: &Db, id: Uuid) -> ApiResult<()> {
             flow_runs::delete_in_tx(conn, dialect, &ids).await?;
             delete_schedules(conn, dialect, id).await?;
             let at = now();
-            let name = current.get("name").cloned().unwrap_or(Value::Null);
-            let flow_id = current.get("flow_id").cloned().unwrap_or(Value::Null);
-            let event = deployment_event("prefect.deployment.deleted", id, &name, &flow_id, at);
+            let event = feed::deployment_event(conn, dialect, "prefect.deployment.deleted", id, &current, json!({}), at).await?;
             doc::delete(conn, dialect, StreamType::Deployment, id, at, Some(event)).await
         })
     })
@@ -531,22 +631,7 @@ pub async fn update_schedule(db: &Db, deployment_id: Uuid, schedule_id: Uuid, bo
         Box::pin(async move {
             require_schedule(conn, dialect, deployment_id, schedule_id).await?;
             lock_stream(conn, dialect, &StreamRef::new(StreamType::Deployment, deployment_id)).await?;
-            let mut changes = Map::new();
-            if let Some(a) = body.active {
-                changes.insert("active".into(), json!(a));
-            }
-            if let Some(s) = schedule {
-                changes.insert("schedule".into(), s);
-            }
-            if let Some(m) = body.max_scheduled_runs {
-                changes.insert("max_scheduled_runs".into(), json!(m));
-            }
-            if let Some(p) = body.parameters {
-                changes.insert("parameters".into(), Value::Object(p));
-            }
-            if let Some(s) = body.slug {
-                changes.insert("slug".into(), json!(s));
-            }
+            let changes = schedule_changes(&body, schedule);
             // A changed schedule makes its future auto-scheduled runs stale.
             delete_future_auto_runs(conn, dialect, deployment_id).await?;
             doc::update(conn, dialect, StreamType::DeploymentSchedule, schedule_id, changes, now(), None).await
@@ -703,12 +788,23 @@ pub async fn mark_deployments_polled(conn: &mut AnyConnection, dialect: Dialect,
 
 async fn mark_one(conn: &mut AnyConnection, dialect: Dialect, id: Uuid, at: DateTime<Utc>) -> ApiResult<()> {
     lock_stream(conn, dialect, &StreamRef::new(StreamType::Deployment, id)).await?;
+    let Some(current) = deployment_by_id(conn, dialect, id).await? else { return Ok(()) };
     let changes = Map::from_iter([("last_polled".into(), json!(crate::time::fmt_ts(at))), ("status".into(), json!("READY"))]);
-    doc::update(conn, dialect, StreamType::Deployment, id, changes, at, None).await
+    let status_event = match current.get("status").and_then(Value::as_str) == Some("READY") {
+        true => None,
+        false => Some(feed::deployment_event(conn, dialect, "prefect.deployment.ready", id, &feed::merged(&current, &changes), json!({}), at).await?),
+    };
+    doc::update_with_status(conn, dialect, StreamType::Deployment, id, changes, at, None, status_event).await
 }
 
-/// A runner (`serve()`) polled these deployments.
+/// A runner (`serve()`) polled these deployments. Like the queue marks,
+/// the check runs on a read connection first, so a poll that changes
+/// nothing takes no write transaction.
 pub async fn mark_deployment_ids_polled(db: &Db, ids: Vec<Uuid>, min_interval: chrono::Duration) -> ApiResult<()> {
+    let stale = crate::time::fmt_ts(now() - min_interval);
+    if ids.is_empty() || !deployments_need_marking(db, &ids, &stale).await? {
+        return Ok(());
+    }
     let dialect = db.dialect;
     write(db, move |conn| {
         let ids = ids.clone();
@@ -727,4 +823,16 @@ pub async fn mark_deployment_ids_polled(db: &Db, ids: Vec<Uuid>, min_interval: c
         })
     })
     .await
+}
+
+/// Whether any of these deployments is not READY or was last polled before `stale`.
+async fn deployments_need_marking(db: &Db, ids: &[Uuid], stale: &str) -> ApiResult<bool> {
+    let list = crate::db::sql::placeholders(2, ids.len());
+    let sql = format!("SELECT 1 FROM deployment WHERE id IN ({list}) AND (status <> 'READY' OR last_polled IS NULL OR last_polled < $1) LIMIT 1");
+    let sql = db.q(&sql);
+    let mut query = sqlx::query(&sql).bind(stale.to_owned());
+    for id in ids {
+        query = query.bind(id.to_string());
+    }
+    Ok(query.fetch_optional(db.reader()).await?.is_some())
 }

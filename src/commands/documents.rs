@@ -63,6 +63,30 @@ pub async fn update(
     Ok(())
 }
 
+/// Appends a change that may carry two Prefect events, as Prefect emits
+/// them: the non-status fields with `updated_event`, then the status with
+/// `status_event` (a log event carries at most one feed event). Without a
+/// status event it is one plain [`update`].
+#[allow(clippy::too_many_arguments)]
+pub async fn update_with_status(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    stream_type: StreamType,
+    id: Uuid,
+    mut changes: Map<String, Value>,
+    now: DateTime<Utc>,
+    updated_event: Option<Value>,
+    status_event: Option<Value>,
+) -> ApiResult<()> {
+    let Some(status_event) = status_event else {
+        return update(conn, dialect, stream_type, id, changes, now, updated_event).await;
+    };
+    let status = changes.remove("status");
+    update(conn, dialect, stream_type, id, changes, now, updated_event).await?;
+    let status_changes = status.map(|s| Map::from_iter([("status".to_owned(), s)])).unwrap_or_default();
+    update(conn, dialect, stream_type, id, status_changes, now, Some(status_event)).await
+}
+
 pub async fn delete(
     conn: &mut AnyConnection,
     dialect: Dialect,

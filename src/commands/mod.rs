@@ -10,6 +10,7 @@ pub mod documents;
 pub mod flows;
 pub mod logs;
 pub mod names;
+pub mod schedule_patch;
 pub mod task_runs;
 pub mod work_pools;
 

@@ -15,6 +15,7 @@ use crate::api::error::{ApiResult, AppError};
 use crate::db::{Bind, Db, Dialect};
 use crate::eventlog::{lock_key, lock_stream, StreamRef, StreamType, DEFAULT_WORKSPACE};
 use crate::server_model::documents::{WORKER, WORK_POOL, WORK_QUEUE};
+use crate::server_model::feed_events as feed;
 use super::names::{validate_name, validate_non_emptyish_name};
 
 /// `WorkPoolCreate`.
@@ -235,7 +236,16 @@ pub async fn create_pool(db: &Db, body: WorkPoolCreate) -> ApiResult<Uuid> {
             if pool_by_name(conn, dialect, &body.name).await?.is_some() {
                 return Err(AppError::Detail(axum::http::StatusCode::CONFLICT, "A work pool with this name already exists.".into()));
             }
-            insert_pool(conn, dialect, body, Utc::now()).await
+            let now = crate::time::micros(Utc::now());
+            let id = insert_pool(conn, dialect, body, now).await?;
+            // The route (not the model) then announces the new pool's status.
+            if let Some(pool) = find(conn, dialect, &WORK_POOL, "t.id = $1", &[Bind::Text(id.to_string())]).await? {
+                if let Some(status) = pool.get("status").and_then(Value::as_str) {
+                    let event = feed::work_pool_event(&feed::status_event_name("work-pool", status), id, &pool, json!({}), now);
+                    doc::update(conn, dialect, StreamType::WorkPool, id, Map::new(), now, Some(event)).await?;
+                }
+            }
+            Ok(id)
         })
     })
     .await
@@ -264,7 +274,7 @@ pub async fn insert_pool(conn: &mut AnyConnection, dialect: Dialect, body: WorkP
         ("default_queue_id".into(), json!(queue_id)),
         ("storage_configuration".into(), storage),
     ]);
-    let event = crate::server_model::work_pools::pool_event("prefect.work-pool.created", id, &record, now);
+    let event = feed::work_pool_event("prefect.work-pool.created", id, &record, json!({}), now);
     doc::create(conn, dialect, StreamType::WorkPool, id, record, now, Some(event)).await?;
     let queue = WorkQueueCreate {
         name: "default".into(),
@@ -321,8 +331,11 @@ pub async fn update_pool(db: &Db, name: String, body: WorkPoolUpdate) -> ApiResu
                 }
             }
             let now = crate::time::micros(Utc::now());
-            let event = status_change_event(&pool, &changes, id, now);
-            doc::update(conn, dialect, StreamType::WorkPool, id, changes, now, event).await
+            let after = feed::merged(&pool, &changes);
+            let changed = feed::changed_fields(&pool, &changes, feed::WORK_POOL_FIELDS);
+            let updated = (!changed.is_empty()).then(|| feed::work_pool_event("prefect.work-pool.updated", id, &after, feed::updated_payload(changed), now));
+            let status = status_change_event(&pool, &changes, id, now);
+            doc::update_with_status(conn, dialect, StreamType::WorkPool, id, changes, now, updated, status).await
         })
     })
     .await
@@ -334,10 +347,8 @@ fn status_change_event(pool: &Map<String, Value>, changes: &Map<String, Value>, 
     if pool.get("status").and_then(Value::as_str) == Some(new) {
         return None;
     }
-    let mut merged = pool.clone();
-    merged.extend(changes.clone());
-    let name = format!("prefect.work-pool.{}", new.to_lowercase().replace('_', "-"));
-    Some(crate::server_model::work_pools::pool_event(&name, id, &merged, now))
+    let name = feed::status_event_name("work-pool", new);
+    Some(feed::work_pool_event(&name, id, &feed::merged(pool, changes), json!({}), now))
 }
 
 async fn has_online_workers(conn: &mut AnyConnection, dialect: Dialect, pool_id: &str) -> ApiResult<bool> {
@@ -360,7 +371,15 @@ pub async fn delete_pool(db: &Db, name: String) -> ApiResult<()> {
             let id = id_of(&pool)?;
             lock_stream(conn, dialect, &StreamRef::new(StreamType::WorkPool, id)).await?;
             let now = crate::time::micros(Utc::now());
-            let event = crate::server_model::work_pools::pool_event("prefect.work-pool.deleted", id, &pool, now);
+            // Prefect reports each of the pool's queues as deleted first.
+            let queues = crate::server_model::work_pools::queues(conn, dialect, "t.work_pool_id = $1", &[Bind::Text(id.to_string())]).await?;
+            for queue in queues {
+                let qid = id_of(&queue)?;
+                lock_stream(conn, dialect, &StreamRef::new(StreamType::WorkQueue, qid)).await?;
+                let event = feed::work_queue_event(conn, dialect, "prefect.work-queue.deleted", qid, &queue, json!({}), now).await?;
+                doc::delete(conn, dialect, StreamType::WorkQueue, qid, now, Some(event)).await?;
+            }
+            let event = feed::work_pool_event("prefect.work-pool.deleted", id, &pool, json!({}), now);
             doc::delete(conn, dialect, StreamType::WorkPool, id, now, Some(event)).await
         })
     })
@@ -452,7 +471,8 @@ async fn insert_queue(
         ("last_polled".into(), Value::Null),
         ("status".into(), json!(status)),
     ]);
-    doc::create(conn, dialect, StreamType::WorkQueue, id, record, now, None).await
+    let event = feed::work_queue_event(conn, dialect, "prefect.work-queue.created", id, &record, json!({}), now).await?;
+    doc::create(conn, dialect, StreamType::WorkQueue, id, record, now, Some(event)).await
 }
 
 /// Prefect's `bulk_update_work_queue_priorities`: a queue given an explicit
@@ -528,9 +548,21 @@ pub async fn update_queue_in(conn: &mut AnyConnection, dialect: Dialect, queue: 
     } else if !paused && status == "PAUSED" {
         changes.insert("status".into(), json!("NOT_READY"));
     }
-    doc::update(conn, dialect, StreamType::WorkQueue, id, changes, now, None).await?;
+    if let (Some(p), Some(_)) = (body.priority, pool_id) {
+        changes.insert("priority".into(), json!(p));
+    }
+    let after = feed::merged(&queue, &changes);
+    let changed = feed::changed_fields(&queue, &changes, feed::WORK_QUEUE_FIELDS);
+    let updated = match changed.is_empty() {
+        true => None,
+        false => Some(feed::work_queue_event(conn, dialect, "prefect.work-queue.updated", id, &after, feed::updated_payload(changed), now).await?),
+    };
+    let status = match changes.get("status").and_then(Value::as_str) {
+        Some(new) => Some(feed::work_queue_event(conn, dialect, &feed::status_event_name("work-queue", new), id, &after, json!({}), now).await?),
+        None => None,
+    };
+    doc::update_with_status(conn, dialect, StreamType::WorkQueue, id, changes, now, updated, status).await?;
     if let (Some(p), Some(pool_id)) = (body.priority, pool_id) {
-        doc::update(conn, dialect, StreamType::WorkQueue, id, Map::from_iter([("priority".into(), json!(p))]), now, None).await?;
         shift_priorities(conn, dialect, pool_id, id, p, now).await?;
     }
     Ok(())
@@ -544,7 +576,9 @@ pub async fn delete_queue_in(conn: &mut AnyConnection, dialect: Dialect, pool: O
         }
     }
     lock_stream(conn, dialect, &StreamRef::new(StreamType::WorkQueue, id)).await?;
-    doc::delete(conn, dialect, StreamType::WorkQueue, id, crate::time::micros(Utc::now()), None).await
+    let now = crate::time::micros(Utc::now());
+    let event = feed::work_queue_event(conn, dialect, "prefect.work-queue.deleted", id, &queue, json!({}), now).await?;
+    doc::delete(conn, dialect, StreamType::WorkQueue, id, now, Some(event)).await
 }
 
 // ------------------------------------------------------------ workers ---
@@ -607,10 +641,18 @@ pub async fn delete_worker(db: &Db, pool_name: String, name: String) -> ApiResul
 }
 
 /// Records that workers polled these queues (and the deployments on them):
-/// `last_polled` moves and NOT_READY becomes READY. To keep polling from
-/// flooding the log, `last_polled` is only re-recorded once it is
-/// `min_interval` old; the foreman's 60 s readiness timeout is far coarser.
+/// `last_polled` moves and NOT_READY becomes READY (with Prefect's
+/// `prefect.work-queue.ready` / `prefect.deployment.ready` events). To keep
+/// polling from flooding the log, `last_polled` is only re-recorded once it
+/// is `min_interval` old; the foreman's 60 s readiness timeout is far
+/// coarser. Most polls have nothing to record, and they find that out on a
+/// read connection without taking the write transaction (on SQLite, the
+/// single writer).
 pub async fn mark_polled(db: &Db, queue_ids: Vec<Uuid>, min_interval: chrono::Duration) -> ApiResult<()> {
+    let stale = crate::time::fmt_ts(crate::time::micros(Utc::now()) - min_interval);
+    if queue_ids.is_empty() || !poll_has_news(db, &queue_ids, &stale).await? {
+        return Ok(());
+    }
     let dialect = db.dialect;
     write(db, move |conn| {
         let queue_ids = queue_ids.clone();
@@ -625,12 +667,15 @@ pub async fn mark_polled(db: &Db, queue_ids: Vec<Uuid>, min_interval: chrono::Du
                 if last.as_str() < stale.as_str() {
                     changes.insert("last_polled".into(), json!(crate::time::fmt_ts(now)));
                 }
+                let mut status_event = None;
                 if status == "NOT_READY" {
                     changes.insert("status".into(), json!("READY"));
+                    let after = feed::merged(&queue, &changes);
+                    status_event = Some(feed::work_queue_event(conn, dialect, "prefect.work-queue.ready", qid, &after, json!({}), now).await?);
                 }
                 if !changes.is_empty() {
                     lock_stream(conn, dialect, &StreamRef::new(StreamType::WorkQueue, qid)).await?;
-                    doc::update(conn, dialect, StreamType::WorkQueue, qid, changes, now, None).await?;
+                    doc::update_with_status(conn, dialect, StreamType::WorkQueue, qid, changes, now, None, status_event).await?;
                 }
                 super::deployments::mark_deployments_polled(conn, dialect, qid, now, &stale).await?;
             }
@@ -638,4 +683,20 @@ pub async fn mark_polled(db: &Db, queue_ids: Vec<Uuid>, min_interval: chrono::Du
         })
     })
     .await
+}
+
+/// Whether polling these queues changes anything: a queue or a deployment
+/// on them that is not READY or whose `last_polled` is older than `stale`.
+async fn poll_has_news(db: &Db, queue_ids: &[Uuid], stale: &str) -> ApiResult<bool> {
+    let list = crate::db::sql::placeholders(2, queue_ids.len());
+    let sql = format!(
+        "SELECT 1 FROM work_queue WHERE id IN ({list}) AND (status = 'NOT_READY' OR last_polled IS NULL OR last_polled < $1) \
+         UNION ALL SELECT 1 FROM deployment WHERE work_queue_id IN ({list}) AND (status <> 'READY' OR last_polled IS NULL OR last_polled < $1)"
+    );
+    let sql = db.q(&sql);
+    let mut query = sqlx::query(&sql).bind(stale.to_owned());
+    for id in queue_ids {
+        query = query.bind(id.to_string());
+    }
+    Ok(query.fetch_optional(db.reader()).await?.is_some())
 }

@@ -147,3 +147,8 @@ impl<T: Into<Bind>> From<Option<T>> for Bind {
         v.map(Into::into).unwrap_or(Bind::Null)
     }
 }
+
+/// `$first, $first+1, ...`: `n` numbered placeholders for an `IN (...)` list.
+pub fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}

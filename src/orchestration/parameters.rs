@@ -22,6 +22,21 @@ pub fn validate(params: &Value, schema: &Value) -> Result<(), String> {
     })
 }
 
+/// [`validate`] with every `required` key removed from the schema, as
+/// Prefect checks a deployment's default parameters on update
+/// (`ignore_required=True`: defaults may leave parameters to each run).
+pub fn validate_ignoring_required(params: &Value, schema: &Value) -> Result<(), String> {
+    validate(params, &without_required(schema))
+}
+
+fn without_required(schema: &Value) -> Value {
+    match schema {
+        Value::Object(m) => Value::Object(m.iter().filter(|(k, _)| k.as_str() != "required").map(|(k, v)| (k.clone(), without_required(v))).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(without_required).collect()),
+        other => other.clone(),
+    }
+}
+
 type Failure = (String, String);
 
 fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
@@ -138,6 +153,12 @@ mod tests {
     fn rejects_a_missing_required_parameter() {
         let err = validate(&json!({"name": "n"}), &schema()).unwrap_err();
         assert_eq!(err, "Validation failed for field 'parameters'. Failure reason: 'x' is a required property");
+    }
+
+    #[test]
+    fn defaults_checked_on_update_may_leave_required_parameters_out() {
+        assert_eq!(validate_ignoring_required(&json!({"name": "n", "model": {}}), &schema()), Ok(()));
+        assert!(validate_ignoring_required(&json!({"x": "one"}), &schema()).unwrap_err().contains("'x'"));
     }
 
     #[test]

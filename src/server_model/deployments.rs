@@ -92,3 +92,44 @@ pub async fn rows_json(conn: &mut AnyConnection, dialect: Dialect, rows: &[sqlx:
     }
     Ok(out)
 }
+
+/// The work queues that would pick up a deployment, for the deprecated
+/// `GET /deployments/{id}/work_queue_check` (Prefect's
+/// `check_work_queues_for_deployment`): a queue's legacy `filter` must name
+/// only tags the deployment has and, if it lists deployment ids, this one.
+/// Queues without a filter take anything. Answered as Prefect's core
+/// `WorkQueue` (no status, pool name or slots), oldest first.
+pub async fn queues_for_deployment(conn: &mut AnyConnection, dialect: Dialect, deployment: &Value) -> Result<Vec<Value>, sqlx::Error> {
+    let queues = select_docs(conn, dialect, &super::documents::WORK_QUEUE, "1 = 1", "t.created, t.id", &[]).await?;
+    Ok(queues.into_iter().filter(|q| picks_up(q.get("filter").unwrap_or(&Value::Null), deployment)).map(core_work_queue).collect())
+}
+
+fn picks_up(filter: &Value, deployment: &Value) -> bool {
+    let strings = |v: Option<&Value>| -> Vec<String> { v.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect() };
+    let tags = strings(filter.get("tags"));
+    let deployment_tags = strings(deployment.get("tags"));
+    let ids = strings(filter.get("deployment_ids"));
+    let id = deployment.get("id").and_then(Value::as_str).unwrap_or_default();
+    tags.iter().all(|t| deployment_tags.contains(t)) && (ids.is_empty() || ids.iter().any(|i| i == id))
+}
+
+fn core_work_queue(q: Map<String, Value>) -> Value {
+    const FIELDS: &[&str] = &["id", "created", "updated", "name", "description", "is_paused", "concurrency_limit", "priority", "work_pool_id", "filter", "last_polled"];
+    Value::Object(FIELDS.iter().map(|f| ((*f).to_owned(), q.get(*f).cloned().unwrap_or(Value::Null))).collect())
+}
+
+#[cfg(test)]
+mod work_queue_check_tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_picks_up_deployments_with_all_its_tags_and_listed_ids() {
+        let d = json!({"id": "d1", "tags": ["a", "b"]});
+        assert!(picks_up(&Value::Null, &d));
+        assert!(picks_up(&json!({"tags": null, "deployment_ids": null}), &d));
+        assert!(picks_up(&json!({"tags": ["a"], "deployment_ids": []}), &d));
+        assert!(!picks_up(&json!({"tags": ["zz"]}), &d));
+        assert!(picks_up(&json!({"deployment_ids": ["d1", "d2"]}), &d));
+        assert!(!picks_up(&json!({"deployment_ids": ["d2"]}), &d));
+    }
+}

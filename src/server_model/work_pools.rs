@@ -5,7 +5,6 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use sqlx::{AnyConnection, Row};
-use uuid::Uuid;
 
 use super::documents::{WORKER, WORK_POOL, WORK_QUEUE};
 use crate::db::{bind_all, Bind, Dialect};
@@ -16,22 +15,6 @@ pub const INACTIVITY_HEARTBEAT_MULTIPLE: i64 = 3;
 
 /// Flow-run states that hold a pool or queue slot.
 const SLOT_STATES: &str = "('RUNNING', 'PENDING', 'CANCELLING')";
-
-/// The Prefect event for a work pool change (`prefect.work-pool.*`).
-pub fn pool_event(name: &str, id: Uuid, pool: &Map<String, Value>, occurred: DateTime<Utc>) -> Value {
-    json!({
-        "id": Uuid::now_v7(),
-        "occurred": crate::time::fmt_ts(occurred),
-        "event": name,
-        "resource": {
-            "prefect.resource.id": format!("prefect.work-pool.{id}"),
-            "prefect.resource.name": pool.get("name").cloned().unwrap_or(Value::Null),
-            "prefect.work-pool.type": pool.get("type").cloned().unwrap_or(Value::Null),
-        },
-        "related": [],
-        "payload": {},
-    })
-}
 
 async fn count(conn: &mut AnyConnection, dialect: Dialect, sql: &str, id: &str) -> Result<i64, sqlx::Error> {
     let row = sqlx::query(&dialect.rewrite(sql)).bind(id.to_owned()).fetch_one(&mut *conn).await?;

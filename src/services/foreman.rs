@@ -11,7 +11,9 @@ use uuid::Uuid;
 use crate::api::error::ApiResult;
 use crate::commands::{documents as doc, write};
 use crate::config::Settings;
-use crate::db::Db;
+use crate::db::{Bind, Db};
+use crate::server_model::documents::{Table, DEPLOYMENT, WORKER, WORK_POOL, WORK_QUEUE};
+use crate::server_model::feed_events as feed;
 use crate::eventlog::{lock_stream, StreamRef, StreamType};
 use crate::services::settings::ServiceSettings;
 
@@ -25,8 +27,11 @@ async fn ids(db: &Db, sql: &str, cutoff: Option<String>) -> ApiResult<Vec<Uuid>>
     Ok(rows.iter().filter_map(|r| r.try_get::<String, _>(0).ok()).filter_map(|s| Uuid::parse_str(&s).ok()).collect())
 }
 
-/// Sets `status` on each document whose current status is still `from`.
-async fn set_status(db: &Db, stream_type: StreamType, table: &'static str, targets: Vec<Uuid>, from: &'static str, to: &'static str) -> ApiResult<usize> {
+/// Sets `status` on each document whose current status is still `from`,
+/// with Prefect's status event where it emits one
+/// (`prefect.work-pool.not-ready`, `prefect.deployment.not-ready`,
+/// `prefect.work-queue.not-ready`; workers have none).
+async fn set_status(db: &Db, stream_type: StreamType, table: &'static Table, targets: Vec<Uuid>, from: &'static str, to: &'static str) -> ApiResult<usize> {
     if targets.is_empty() {
         return Ok(0);
     }
@@ -38,23 +43,19 @@ async fn set_status(db: &Db, stream_type: StreamType, table: &'static str, targe
             let mut changed = 0;
             for id in targets {
                 lock_stream(conn, dialect, &StreamRef::new(stream_type, id)).await?;
-                let row = sqlx::query(&dialect.rewrite(&format!("SELECT status, name, {} FROM {table} WHERE id = $1", if table == "work_pool" { "type" } else { "name" })))
-                    .bind(id.to_string())
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                let Some(row) = row else { continue };
-                if row.try_get::<Option<String>, _>(0)?.as_deref() != Some(from) {
+                let Some(current) = doc::find(conn, dialect, table, "t.id = $1", &[Bind::Text(id.to_string())]).await? else { continue };
+                if current.get("status").and_then(Value::as_str) != Some(from) {
                     continue;
                 }
                 let changes = Map::from_iter([("status".into(), json!(to))]);
-                let event = (stream_type == StreamType::WorkPool).then(|| {
-                    let pool = Map::from_iter([
-                        ("name".into(), json!(row.try_get::<String, _>(1).unwrap_or_default())),
-                        ("type".into(), json!(row.try_get::<String, _>(2).unwrap_or_default())),
-                    ]);
-                    crate::server_model::work_pools::pool_event(&format!("prefect.work-pool.{}", to.to_lowercase().replace('_', "-")), id, &pool, now)
-                });
-                doc::update(conn, dialect, stream_type, id, changes, now, event.map(Value::from)).await?;
+                let after = feed::merged(&current, &changes);
+                let event = match stream_type {
+                    StreamType::WorkPool => Some(feed::work_pool_event(&feed::status_event_name("work-pool", to), id, &after, json!({}), now)),
+                    StreamType::Deployment => Some(feed::deployment_event(conn, dialect, &feed::status_event_name("deployment", to), id, &after, json!({}), now).await?),
+                    StreamType::WorkQueue => Some(feed::work_queue_event(conn, dialect, &feed::status_event_name("work-queue", to), id, &after, json!({}), now).await?),
+                    _ => None,
+                };
+                doc::update(conn, dialect, stream_type, id, changes, now, event).await?;
                 changed += 1;
             }
             Ok(changed)
@@ -82,15 +83,15 @@ pub async fn run_once(db: &Db, s: &ServiceSettings) -> ApiResult<usize> {
         .filter_map(|r| r.try_get::<String, _>(0).ok())
         .filter_map(|s| Uuid::parse_str(&s).ok())
         .collect();
-    changed += set_status(db, StreamType::Worker, "worker", offline, "ONLINE", "OFFLINE").await?;
+    changed += set_status(db, StreamType::Worker, &WORKER, offline, "ONLINE", "OFFLINE").await?;
     // Pools without any online worker.
     let pools = ids(db, "SELECT p.id FROM work_pool p WHERE p.status = 'READY' AND NOT EXISTS (SELECT 1 FROM worker w WHERE w.work_pool_id = p.id AND w.status = 'ONLINE')", None).await?;
-    changed += set_status(db, StreamType::WorkPool, "work_pool", pools, "READY", "NOT_READY").await?;
+    changed += set_status(db, StreamType::WorkPool, &WORK_POOL, pools, "READY", "NOT_READY").await?;
     let cutoff = |d: std::time::Duration| crate::time::fmt_ts(now - chrono::Duration::from_std(d).unwrap_or_default());
     let deployments = ids(db, "SELECT id FROM deployment WHERE status = 'READY' AND (last_polled IS NULL OR last_polled < $1)", Some(cutoff(s.foreman_deployment_timeout))).await?;
-    changed += set_status(db, StreamType::Deployment, "deployment", deployments, "READY", "NOT_READY").await?;
+    changed += set_status(db, StreamType::Deployment, &DEPLOYMENT, deployments, "READY", "NOT_READY").await?;
     let queues = ids(db, "SELECT id FROM work_queue WHERE status = 'READY' AND (last_polled IS NULL OR last_polled < $1)", Some(cutoff(s.foreman_queue_timeout))).await?;
-    changed += set_status(db, StreamType::WorkQueue, "work_queue", queues, "READY", "NOT_READY").await?;
+    changed += set_status(db, StreamType::WorkQueue, &WORK_QUEUE, queues, "READY", "NOT_READY").await?;
     Ok(changed)
 }
 

@@ -237,3 +237,103 @@ both_backends!(bulk_routes_and_concurrency_status, |app: TestApp| async move {
     assert_eq!((status, deleted["deleted"].clone()), (200, json!([id])));
     assert_eq!(app.get(&format!("/deployments/{id}")).await.0, 404);
 });
+
+/// The feed's events about `resource_id` (as resource or related), oldest
+/// first, once `n` of them have it as their resource.
+async fn feed_of(app: &TestApp, resource_id: &str, n: usize) -> Vec<Value> {
+    app.wait_for(&format!("{n} events of {resource_id}"), || async {
+        let (_, page) = app.post("/events/filter", json!({"filter": {"any_resource": {"id": [resource_id]}, "order": "ASC"}, "limit": 50})).await;
+        let events = page["events"].as_array().cloned().unwrap_or_default();
+        (names(&events, resource_id).len() >= n).then_some(events)
+    })
+    .await
+}
+
+fn names(events: &[Value], resource_id: &str) -> Vec<String> {
+    events.iter().filter(|e| e["resource"]["prefect.resource.id"] == resource_id).map(|e| e["event"].as_str().unwrap().to_owned()).collect()
+}
+
+both_backends!(changes_reach_the_feed_and_schedules_patch_by_slug, |app: TestApp| async move {
+    let flow_id = app.create_flow("fed-flow").await;
+    let (_, pool) = app.post("/work_pools/", json!({"name": "fed-pool", "type": "process"})).await;
+    let pool_rid = format!("prefect.work-pool.{}", pool["id"].as_str().unwrap());
+    let queue_rid = format!("prefect.work-queue.{}", pool["default_queue_id"].as_str().unwrap());
+    let hourly = json!({"interval": 3600.0, "anchor_date": "2026-01-01T00:00:00Z", "timezone": "UTC"});
+    let schema = json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]});
+    let body = json!({
+        "name": "fed", "flow_id": flow_id, "work_pool_name": "fed-pool", "tags": ["a"],
+        "parameter_openapi_schema": schema, "enforce_parameter_schema": true,
+        "schedules": [{"schedule": hourly, "slug": "a"}, {"schedule": hourly, "slug": "b"}],
+    });
+    let (status, dep) = app.post("/deployments/", body).await;
+    assert_eq!(status, 201, "{dep}");
+    let id = dep["id"].as_str().unwrap().to_owned();
+    let dep_rid = format!("prefect.deployment.{id}");
+    let slug_ids = |schedules: &Value| -> Vec<(String, String, bool)> {
+        let mut v: Vec<_> = schedules.as_array().unwrap().iter().map(|s| (s["slug"].as_str().unwrap().to_owned(), s["id"].as_str().unwrap().to_owned(), s["active"].as_bool().unwrap())).collect();
+        v.sort();
+        v
+    };
+    let before = slug_ids(&dep["schedules"]);
+
+    // Slugged schedules are patched in place; new slugs are created; the rest stay.
+    let patch = json!({"description": "now described", "schedules": [{"slug": "b", "active": false}, {"slug": "c", "schedule": hourly}]});
+    assert_eq!(app.patch(&format!("/deployments/{id}"), patch).await, 204);
+    let after = slug_ids(&app.get(&format!("/deployments/{id}/schedules")).await.1);
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert_eq!((after[0].clone(), after[1].0.clone(), after[1].1.clone(), after[1].2), (before[0].clone(), "b".to_owned(), before[1].1.clone(), false));
+    assert_eq!(after[2].0, "c");
+    // Renaming with `replaces` keeps the schedule's id.
+    assert_eq!(app.patch(&format!("/deployments/{id}"), json!({"schedules": [{"slug": "a2", "replaces": "a"}]})).await, 204);
+    let renamed = slug_ids(&app.get(&format!("/deployments/{id}/schedules")).await.1);
+    assert_eq!((renamed[0].0.as_str(), renamed[0].1.as_str()), ("a2", before[0].1.as_str()));
+    // Prefect's refusals: no slug, or a schedule-less new slug (422); parameters off the schema (409).
+    let resp = app.client.patch(app.url(&format!("/deployments/{id}"))).json(&json!({"schedules": [{"schedule": hourly}]})).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 422);
+    assert!(resp.text().await.unwrap().contains("Please provide a slug"));
+    assert_eq!(app.patch(&format!("/deployments/{id}"), json!({"schedules": [{"slug": "new", "active": true}]})).await, 422);
+    assert_eq!(app.patch(&format!("/deployments/{id}"), json!({"parameters": {"n": "x"}})).await, 409);
+    assert_eq!(app.patch(&format!("/deployments/{id}"), json!({"parameters": {}})).await, 204, "defaults may leave required parameters to the run");
+    assert_eq!(app.get(&format!("/deployments/{id}/schedules")).await.1.as_array().unwrap().len(), 3, "refused patches change nothing");
+
+    // The deprecated work_queue_check lists the queues that would take the deployment.
+    let (status, queues) = app.get(&format!("/deployments/{id}/work_queue_check")).await;
+    assert_eq!(status, 200, "{queues}");
+    assert!(queues.as_array().unwrap().iter().any(|q| q["id"] == dep["work_queue_id"] && q.get("status").is_none()), "{queues}");
+    assert_eq!(app.get("/deployments/00000000-0000-0000-0000-000000000000/work_queue_check").await.0, 404);
+
+    // A worker polls: pool, queue and deployment announce READY; the foreman,
+    // with every poll judged too old, announces NOT_READY.
+    app.post("/work_pools/fed-pool/workers/heartbeat", json!({"name": "w"})).await;
+    assert_eq!(app.post("/work_pools/fed-pool/get_scheduled_flow_runs", json!({})).await.0, 200);
+    let mut services = app.settings.services.clone();
+    services.foreman_deployment_timeout = std::time::Duration::ZERO;
+    services.foreman_queue_timeout = std::time::Duration::ZERO;
+    services.foreman_heartbeat_multiple = 0;
+    prefect_server::services::foreman::run_once(&app.db, &services).await.unwrap();
+
+    let events = feed_of(&app, &dep_rid, 4).await;
+    assert_eq!(names(&events, &dep_rid), ["prefect.deployment.created", "prefect.deployment.updated", "prefect.deployment.ready", "prefect.deployment.not-ready"]);
+    let created = events.iter().find(|e| e["event"] == "prefect.deployment.created").unwrap();
+    let roles: Vec<&str> = created["related"].as_array().unwrap().iter().map(|r| r["prefect.resource.role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["flow", "work-queue", "work-pool"]);
+    let updated = events.iter().find(|e| e["event"] == "prefect.deployment.updated").unwrap();
+    assert_eq!(updated["payload"]["updated_fields"], json!(["description"]));
+    assert_eq!(updated["payload"]["updates"]["description"], json!({"from": null, "to": "now described"}));
+    let queue_events = feed_of(&app, &queue_rid, 3).await;
+    assert_eq!(names(&queue_events, &queue_rid), ["prefect.work-queue.created", "prefect.work-queue.ready", "prefect.work-queue.not-ready"]);
+    let queue_created = queue_events.iter().find(|e| e["event"] == "prefect.work-queue.created").unwrap();
+    assert_eq!(queue_created["related"][0]["prefect.resource.id"], json!(pool_rid));
+
+    // Deleting the pool reports its queues deleted, then the pool.
+    assert_eq!(app.delete("/work_pools/fed-pool").await.0, 204);
+    let pool_events = feed_of(&app, &pool_rid, 5).await;
+    assert_eq!(
+        names(&pool_events, &pool_rid),
+        ["prefect.work-pool.created", "prefect.work-pool.not-ready", "prefect.work-pool.ready", "prefect.work-pool.not-ready", "prefect.work-pool.deleted"]
+    );
+    assert_eq!(names(&feed_of(&app, &queue_rid, 4).await, &queue_rid).last().unwrap(), "prefect.work-queue.deleted");
+
+    let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
+    assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
+});
