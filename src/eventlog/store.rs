@@ -82,16 +82,19 @@ pub async fn append(
     }
     let mut recorded = Vec::with_capacity(events.len());
     for ev in events {
-        if already_appended(conn, dialect, ev.event_id).await? {
-            continue;
+        let event_id = ev.event_id;
+        // Insert first: the common case is a new event, and it then costs one
+        // round trip. Nothing is inserted when the event id is already in the
+        // log (a resend, skipped) or the version is taken; under the stream
+        // lock the latter means another writer got there first.
+        match insert(conn, dialect, stream, version + 1, ev).await? {
+            Some(event) => {
+                version += 1;
+                recorded.push(event);
+            }
+            None if already_appended(conn, dialect, event_id).await? => continue,
+            None => return Err(AppendError::WrongExpectedVersion { stream: stream.lock_key(), expected, actual: version + 1 }),
         }
-        // Under the stream lock, after the id check, the only possible
-        // conflict is on the stream version: another writer got there first.
-        let event = insert(conn, dialect, stream, version + 1, ev)
-            .await?
-            .ok_or_else(|| AppendError::WrongExpectedVersion { stream: stream.lock_key(), expected, actual: version + 1 })?;
-        version += 1;
-        recorded.push(event);
     }
     Ok(recorded)
 }

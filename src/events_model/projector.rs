@@ -45,10 +45,25 @@ fn labels_only(resource: &Map<String, Value>) -> Value {
     Value::Object(m)
 }
 
-/// Stores one event (idempotent).
-pub async fn store(conn: &mut AnyConnection, dialect: Dialect, workspace: &str, position: i64, e: &Value) -> Result<(), sqlx::Error> {
+/// One event as the `events` table stores it, with its `event_resources` rows.
+struct EventRow {
+    id: String,
+    occurred: String,
+    binds: Vec<Bind>,
+    /// (resource id, role, labels) for the primary resource (role '') and each related one.
+    resources: Vec<(String, String, Value)>,
+}
+
+const EVENT_COLUMNS: &str = "id, workspace_id, occurred, event, resource_id, resource, related_resource_ids, related, payload, received, recorded, follows, log_position";
+const EVENT_COLUMN_COUNT: usize = 13;
+/// Rows per multi-row INSERT: well under both backends' bind limits
+/// (13 × 200 and 5 × 500 binds).
+const EVENTS_PER_INSERT: usize = 200;
+const RESOURCES_PER_INSERT: usize = 500;
+
+fn event_row(workspace: &str, position: i64, e: &Value) -> Option<EventRow> {
     let (Some(id), Some(occurred), Some(name)) = (text(e, "id"), ts(e, "occurred"), text(e, "event")) else {
-        return Ok(());
+        return None;
     };
     let resource = e.get("resource").and_then(Value::as_object).cloned().unwrap_or_default();
     let resource_id = resource.get("prefect.resource.id").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -59,8 +74,6 @@ pub async fn store(conn: &mut AnyConnection, dialect: Dialect, workspace: &str, 
         .unwrap_or_default();
     let related_ids: Vec<Value> = related.iter().filter_map(|r| r.get("prefect.resource.id").cloned()).collect();
     let received = ts(e, "received").unwrap_or_else(|| occurred.clone());
-    let sql = "INSERT INTO events (id, workspace_id, occurred, event, resource_id, resource, related_resource_ids, related, payload, received, recorded, follows, log_position) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING";
     let binds = vec![
         Bind::Text(id.clone()),
         Bind::Text(workspace.to_owned()),
@@ -76,30 +89,52 @@ pub async fn store(conn: &mut AnyConnection, dialect: Dialect, workspace: &str, 
         text(e, "follows").into(),
         Bind::Int(position),
     ];
-    let inserted = bind_all(sqlx::query(&dialect.rewrite(sql)), &binds).execute(&mut *conn).await?.rows_affected();
-    if inserted == 0 {
-        return Ok(());
-    }
-    let mut rows = vec![(resource_id, String::new(), labels_only(&resource))];
+    let mut resources = vec![(resource_id, String::new(), labels_only(&resource))];
     for r in &related {
         let rid = r.get("prefect.resource.id").and_then(Value::as_str).unwrap_or_default().to_owned();
         let role = r.get("prefect.resource.role").and_then(Value::as_str).unwrap_or_default().to_owned();
-        rows.push((rid, role, labels_only(r)));
+        resources.push((rid, role, labels_only(r)));
     }
-    let sql = dialect.rewrite(
-        "INSERT INTO event_resources (event_id, occurred, resource_id, resource_role, resource) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-    );
-    for (rid, role, labels) in rows {
-        sqlx::query(&sql)
-            .bind(id.clone())
-            .bind(occurred.clone())
-            .bind(rid)
-            .bind(role)
-            .bind(labels.to_string())
-            .execute(&mut *conn)
-            .await?;
+    Some(EventRow { id, occurred, binds, resources })
+}
+
+/// `($1, ..., $k), ($k+1, ...)`: `rows` groups of `width` placeholders.
+fn values_list(rows: usize, width: usize) -> String {
+    (0..rows).map(|r| format!("({})", crate::db::sql::placeholders(r * width + 1, width))).collect::<Vec<_>>().join(", ")
+}
+
+/// Stores events idempotently: an event id already stored keeps its first
+/// version, and only newly stored events get resource rows. Each event is
+/// `(workspace id, log position, Prefect event)`. Rows go in multi-row
+/// INSERTs, a few round trips per batch rather than several per event.
+pub async fn store_all(conn: &mut AnyConnection, dialect: Dialect, events: &[(String, i64, Value)]) -> Result<usize, sqlx::Error> {
+    let mut seen = std::collections::HashSet::new();
+    let rows: Vec<EventRow> = events.iter().filter_map(|(ws, pos, e)| event_row(ws, *pos, e)).filter(|r| seen.insert(r.id.clone())).collect();
+    let mut stored = std::collections::HashSet::new();
+    for chunk in rows.chunks(EVENTS_PER_INSERT) {
+        let sql = format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES {} ON CONFLICT DO NOTHING RETURNING id", values_list(chunk.len(), EVENT_COLUMN_COUNT));
+        let binds: Vec<Bind> = chunk.iter().flat_map(|r| r.binds.iter().cloned()).collect();
+        for row in bind_all(sqlx::query(&dialect.rewrite(&sql)), &binds).fetch_all(&mut *conn).await? {
+            stored.insert(row.try_get::<String, _>(0)?);
+        }
     }
-    Ok(())
+    let resources: Vec<Bind> = rows
+        .iter()
+        .filter(|r| stored.contains(&r.id))
+        .flat_map(|r| {
+            r.resources.iter().flat_map(move |(rid, role, labels)| {
+                [Bind::Text(r.id.clone()), Bind::Text(r.occurred.clone()), Bind::Text(rid.clone()), Bind::Text(role.clone()), Bind::Text(labels.to_string())]
+            })
+        })
+        .collect();
+    for chunk in resources.chunks(RESOURCES_PER_INSERT * 5) {
+        let sql = format!(
+            "INSERT INTO event_resources (event_id, occurred, resource_id, resource_role, resource) VALUES {} ON CONFLICT DO NOTHING",
+            values_list(chunk.len() / 5, 5)
+        );
+        bind_all(sqlx::query(&dialect.rewrite(&sql)), chunk).execute(&mut *conn).await?;
+    }
+    Ok(stored.len())
 }
 
 /// Reads a follower's checkpoint (creating it at the start of the log).
@@ -141,11 +176,8 @@ pub async fn project_batch(db: &Db, limit: i64) -> Result<usize, sqlx::Error> {
         return Ok(0);
     };
     let last = Cursor { tx_id: last.tx_id, position: last.position };
-    for event in &batch {
-        if let Some(e) = prefect_event(event) {
-            store(&mut tx, db.dialect, &event.workspace_id.to_string(), event.position, &e).await?;
-        }
-    }
+    let events: Vec<(String, i64, Value)> = batch.iter().filter_map(|ev| Some((ev.workspace_id.to_string(), ev.position, prefect_event(ev)?))).collect();
+    store_all(&mut tx, db.dialect, &events).await?;
     save_checkpoint(&mut tx, db.dialect, CHECKPOINT, last).await?;
     tx.commit().await?;
     tracing::debug!(events = batch.len(), position = last.position, "events projector batch");
