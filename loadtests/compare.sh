@@ -17,6 +17,7 @@
 #   LOAD_FLOWS [100]  LOAD_FLOW_CONCURRENCY [4]  LOAD_TASKS [10]
 #   LOAD_WORKERS [100]  LOAD_WORKER_POOLS [10]  LOAD_WORKER_RUNS [10000]  LOAD_WORKER_SECONDS [20]
 #   LOAD_SCHED_DEPLOYMENTS [1000]  LOAD_SCHED_RUNS_EACH [3]
+#   LOAD_REAL_FLOWS [200]  LOAD_REAL_TASKS [10]  LOAD_REAL_CONCURRENCY [20]   real-client: the real Prefect client (@flow/@task)
 #   LOAD_SCENARIOS [ingest seed-events filter lifecycle workers scheduler]   which scenarios to run
 #   LOAD_MAX_SECONDS [120]      per scenario
 #   LOAD_PYTHON_PREFECT [tests/compat/.venv/bin/prefect, made by tests/run-all.sh]   "" skips the Python server
@@ -43,6 +44,9 @@ WORKER_RUNS=${LOAD_WORKER_RUNS:-10000}
 WORKER_SECONDS=${LOAD_WORKER_SECONDS:-20}
 SCHED_DEPLOYMENTS=${LOAD_SCHED_DEPLOYMENTS:-1000}
 SCHED_RUNS_EACH=${LOAD_SCHED_RUNS_EACH:-3}
+REAL_FLOWS=${LOAD_REAL_FLOWS:-200}
+REAL_TASKS=${LOAD_REAL_TASKS:-10}
+REAL_CONCURRENCY=${LOAD_REAL_CONCURRENCY:-20}
 SCENARIOS=" ${LOAD_SCENARIOS:-ingest seed-events filter lifecycle workers scheduler} "
 MAX_SECONDS=${LOAD_MAX_SECONDS:-120}
 PY_PREFECT=${LOAD_PYTHON_PREFECT-$ROOT/tests/compat/.venv/bin/prefect}
@@ -105,6 +109,28 @@ trap 'cleanup; exit 130' INT TERM
 trap cleanup EXIT
 
 record() { echo "$1" >>"$RESULTS"; }
+
+# The real Prefect client (from the compat venv) running @flow/@task against
+# the server: loadtests/concurrent_flows.py, which ends with a JSON line.
+real_client() {
+    local base=$1 label=$2 home=$3 outf rc
+    case "$SCENARIOS" in *" real-client "*) ;; *) return ;; esac
+    local py=${LOAD_CLIENT_PYTHON:-$ROOT/tests/compat/.venv/bin/python}
+    outf="$home/real-client.out"
+    log "$label: real-client"
+    env PREFECT_API_URL="$base" PREFECT_HOME="$home/client" PREFECT_SERVER_ANALYTICS_ENABLED=false \
+        timeout -k 5 $((MAX_SECONDS + 120)) "$py" "$ROOT/loadtests/concurrent_flows.py" \
+        --flows "$REAL_FLOWS" --tasks "$REAL_TASKS" --concurrency "$REAL_CONCURRENCY" --timeout "$MAX_SECONDS" --label "$label" >"$outf" 2>"$home/real-client.err"
+    rc=$?
+    grep -v '^{' "$outf" | sed 's/^/    /' >&2
+    local last
+    last=$(tail -n 1 "$outf")
+    if [ "${last:0:1}" = "{" ]; then
+        record "$last"
+    else
+        record "{\"scenario\":\"real-client\",\"label\":\"$label\",\"failed\":\"exit $rc: $(tail -n 1 "$home/real-client.err" | tr -d '"\\' | cut -c1-120)\"}"
+    fi
+}
 
 # run_one <server: rust|python> <backend: sqlite|postgres> <broker: memory|nats>
 run_one() {
@@ -189,6 +215,7 @@ run_one() {
     scenario lifecycle --flows "$FLOWS" --concurrency "$FLOW_CONCURRENCY" --tasks "$TASKS"
     scenario workers --pools "$WORKER_POOLS" --runs "$WORKER_RUNS" --workers "$WORKERS" --seconds "$WORKER_SECONDS"
     scenario scheduler --deployments "$SCHED_DEPLOYMENTS" --runs-each "$SCHED_RUNS_EACH"
+    real_client "$base" "$label" "$home"
 
     local alive=true rss_peak
     kill -0 "$SERVER_PID" 2>/dev/null || alive=false

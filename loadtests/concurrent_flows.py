@@ -5,10 +5,13 @@ with the real Prefect client against a running server, then read back.
 
 Bounded by --flows x --tasks and by --timeout; talks only to PREFECT_API_URL
 (which must be a loopback address). Prints wall time and whether every flow
-and task run reached COMPLETED and no 5xx reached the client.
+and task run reached COMPLETED and no 5xx reached the client, then one JSON
+line (scenario "real-client") for loadtests/compare.sh. --concurrency caps
+how many flows run at once (default: all of them).
 """
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -20,6 +23,8 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--flows", type=int, default=50)
 parser.add_argument("--tasks", type=int, default=100)
 parser.add_argument("--timeout", type=float, default=600)
+parser.add_argument("--concurrency", type=int, default=0)
+parser.add_argument("--label", default="")
 args = parser.parse_args()
 
 api = os.environ.get("PREFECT_API_URL", "")
@@ -53,7 +58,7 @@ def one(_):
 
 
 started = time.monotonic()
-with ThreadPoolExecutor(max_workers=args.flows) as pool:
+with ThreadPoolExecutor(max_workers=args.concurrency or args.flows) as pool:
     states = list(pool.map(one, range(args.flows), timeout=args.timeout))
 elapsed = time.monotonic() - started
 
@@ -75,5 +80,11 @@ with get_client(sync_client=True) as client:
 print(f"flows={args.flows} tasks/flow={args.tasks} wall={elapsed:.1f}s "
       f"completed_states={ok_states} completed_runs_read_back={completed} task_runs_recorded={task_total} "
       f"server_errors={len(server_errors)}")
+print(json.dumps({
+    "scenario": "real-client", "label": args.label, "flows": args.flows, "tasks": args.tasks,
+    "concurrency": args.concurrency or args.flows, "wall_s": round(elapsed, 2),
+    "flows_per_s": round(args.flows / elapsed, 2) if elapsed else None,
+    "completed": ok_states, "read_back": completed, "task_runs": task_total, "server_errors": len(server_errors),
+}))
 ok = ok_states == args.flows and completed == args.flows and task_total == args.flows * args.tasks and not server_errors
 sys.exit(0 if ok else 1)

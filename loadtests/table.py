@@ -41,6 +41,9 @@ METRICS = [
     ("workers: polls/s served", "workers", "polls_per_s", True, 1, "{:.1f}"),
     ("scheduler: create deployments (s)", "scheduler", "create_s", False, 1, "{:.1f}"),
     ("scheduler: until every deployment has its runs (s)", "scheduler", "all_scheduled_s", False, 1, "{:.1f}"),
+    ("real client: @flow runs x @tasks, wall time (s)", "real-client", "wall_s", False, 1, "{:.1f}"),
+    ("real client: flow runs/s", "real-client", "flows_per_s", True, 1, "{:.2f}"),
+    ("real client: completed / task runs recorded / 5xx", "real-client", "completed|task_runs|server_errors", None, 1, "{:.0f}"),
     ("errors seen by the load generator", "*", "errors", None, 1, "{:.0f}"),
 ]
 
