@@ -8,10 +8,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{record, record_singleton, write};
+use super::write;
 use crate::api::error::ApiResult;
 use crate::db::Db;
-use crate::eventlog::{ExpectedVersion, NewEvent, StreamRef, StreamType};
+use crate::eventlog::{append_many, BatchItem, ExpectedVersion, NewEvent, StreamRef, StreamType};
 use crate::server_events::ClientEventReceived;
 use crate::time::{fmt_ts, micros};
 
@@ -88,40 +88,39 @@ impl ClientEvent {
     }
 }
 
-/// Appends a batch of client events in one transaction. Returns how many
-/// were new.
+/// Appends a batch of client events in one transaction (see
+/// `eventlog::append_many`: a few statements for the whole batch) and
+/// applies them to the server model in log order. Returns how many were new.
 pub async fn ingest(db: &Db, events: Vec<ClientEvent>) -> ApiResult<usize> {
     if events.is_empty() {
         return Ok(0);
     }
     let dialect = db.dialect;
     let received = micros(Utc::now());
-    // Streams are locked in one global order (by key) so that concurrent
-    // batches cannot deadlock; the sort is stable, keeping per-stream order.
-    let mut events = events;
-    events.sort_by_cached_key(|e| e.stream().0.lock_key());
+    let mut items = Vec::with_capacity(events.len());
+    for ev in &events {
+        let (stream, _) = ev.stream();
+        let payload = ClientEventReceived { event: ev.received(received) };
+        items.push((stream, NewEvent {
+            event_id: ev.id,
+            event_type: ev.event.clone(),
+            occurred: micros(ev.occurred),
+            payload: serde_json::to_value(payload).map_err(anyhow::Error::from)?,
+            correlation_id: None,
+            causation_id: ev.follows,
+        }));
+    }
     write(db, move |conn| {
-        let events = events.clone();
+        let batch: Vec<BatchItem> = items
+            .iter()
+            .map(|(stream, event)| BatchItem { stream: *stream, singleton: stream.stream_type == StreamType::ClientEvent, event: event.clone() })
+            .collect();
         Box::pin(async move {
-            let mut appended = 0;
-            for ev in events {
-                let (stream, expected) = ev.stream();
-                let payload = ClientEventReceived { event: ev.received(received) };
-                let new_event = NewEvent {
-                    event_id: ev.id,
-                    event_type: ev.event.clone(),
-                    occurred: micros(ev.occurred),
-                    payload: serde_json::to_value(payload).map_err(anyhow::Error::from)?,
-                    correlation_id: None,
-                    causation_id: ev.follows,
-                };
-                appended += if stream.stream_type == StreamType::ClientEvent {
-                    usize::from(record_singleton(conn, dialect, stream, new_event).await?)
-                } else {
-                    record(conn, dialect, stream, expected, vec![new_event]).await?.len()
-                };
+            let recorded = append_many(conn, dialect, batch).await?;
+            for event in &recorded {
+                crate::projections::server::apply(conn, dialect, event).await?;
             }
-            Ok(appended)
+            Ok(recorded.len())
         })
     })
     .await

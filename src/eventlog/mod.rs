@@ -6,12 +6,14 @@
 //! (optimistic concurrency); the log as a whole is followed by
 //! `(tx_id, position)` (see `docs/architecture.md`).
 
+mod batch;
 mod store;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
+pub use batch::{append_many, BatchItem};
 pub use store::{append, append_singleton, head, lock_key, lock_stream, read_after, read_all_in_order, stream_version, Cursor};
 
 /// The tenant of single-tenant (OSS) mode.

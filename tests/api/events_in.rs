@@ -102,3 +102,40 @@ both_backends!(a_bad_frame_closes_the_socket_but_keeps_earlier_events, |app: Tes
     assert_eq!(status, 200, "{task_run}");
     assert_eq!(task_run["state"]["type"], "PENDING");
 });
+
+both_backends!(one_batch_over_many_streams_keeps_each_stream_gapless, |app: TestApp| async move {
+    let flow_id = app.create_flow("batched").await;
+    let (fr_a, fr_b) = (app.create_flow_run(&flow_id).await, app.create_flow_run(&flow_id).await);
+    let (fr_a, fr_b) = (fr_a["id"].as_str().unwrap().to_owned(), fr_b["id"].as_str().unwrap().to_owned());
+    let (tr_a, tr_b) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
+    let id = || uuid::Uuid::now_v7().to_string();
+    let states = [("PENDING", "Pending", "33"), ("RUNNING", "Running", "34"), ("COMPLETED", "Completed", "35")];
+    // Two task runs' events interleaved, a custom event, and one event twice.
+    let mut batch = Vec::new();
+    for (ty, name, sec) in states {
+        let at = format!("2026-11-23T07:58:{sec}.000000Z");
+        batch.push(task_event(&id(), &tr_a, &fr_a, ty, name, &at));
+        batch.push(task_event(&id(), &tr_b, &fr_b, ty, name, &at));
+    }
+    batch.push(json!({"occurred": "2026-11-23T07:58:36Z", "event": "custom.thing", "resource": {"prefect.resource.id": "custom.1"}, "id": id()}));
+    batch.push(batch[0].clone());
+    let before = app.log_len().await;
+    let (status, body) = app.post("/events", Value::Array(batch.clone())).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(app.log_len().await - before, 7, "six task-run events and one custom event, the repeat skipped");
+    // The whole batch again: every event is a resend.
+    assert_eq!(app.post("/events", Value::Array(batch)).await.0, 204);
+    assert_eq!(app.log_len().await - before, 7);
+
+    use sqlx::Row;
+    for tr in [&tr_a, &tr_b] {
+        let sql = app.db.q("SELECT stream_version FROM es_events WHERE stream_type = 'task_run' AND CAST(stream_id AS TEXT) = $1 ORDER BY position");
+        let rows = sqlx::query(&sql).bind(tr.clone()).fetch_all(app.db.reader()).await.unwrap();
+        let versions: Vec<i64> = rows.iter().map(|r| r.try_get::<i64, _>(0).unwrap()).collect();
+        assert_eq!(versions, [1, 2, 3], "task run {tr}");
+        let (_, task_run) = app.get(&format!("/task_runs/{tr}")).await;
+        assert_eq!(task_run["state"]["type"], "COMPLETED");
+    }
+    let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
+    assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
+});
