@@ -117,9 +117,7 @@ pub async fn ingest(db: &Db, events: Vec<ClientEvent>) -> ApiResult<usize> {
             .collect();
         Box::pin(async move {
             let recorded = append_many(conn, dialect, batch).await?;
-            for event in &recorded {
-                crate::projections::server::apply(conn, dialect, event).await?;
-            }
+            crate::projections::server::apply_client_batch(conn, dialect, &recorded).await?;
             Ok(recorded.len())
         })
     })

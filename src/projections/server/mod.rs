@@ -123,6 +123,62 @@ async fn update_columns(
 
 /// Inserts a state row into `table` (`flow_run_state` / `task_run_state`);
 /// a state id already present is left alone.
+/// [`insert_state`] for many states at once: `(run id, state, created)`,
+/// in multi-row INSERTs.
+async fn insert_states(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    table: &str,
+    run_column: &str,
+    states: &[(String, &crate::orchestration::states::State, String)],
+) -> Result<(), sqlx::Error> {
+    for chunk in states.chunks(200) {
+        let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", crate::db::sql::placeholders(i * 9 + 1, 9))).collect();
+        let sql = format!(
+            "INSERT INTO {table} (id, {run_column}, created, type, name, timestamp, message, state_details, data) VALUES {} ON CONFLICT DO NOTHING",
+            values.join(", ")
+        );
+        let mut binds = Vec::with_capacity(chunk.len() * 9);
+        for (run_id, state, created) in chunk {
+            let details = serde_json::to_value(&state.state_details).unwrap_or(Value::Null);
+            binds.extend([
+                Bind::Text(state.id.to_string()),
+                Bind::Text(run_id.clone()),
+                Bind::Text(created.clone()),
+                Bind::Text(state.state_type.as_str().to_owned()),
+                Bind::Text(state.name.clone()),
+                Bind::Text(crate::time::fmt_ts(state.timestamp)),
+                state.message.clone().into(),
+                json_text(&details),
+                state.data.as_ref().map(|d| d.to_string()).into(),
+            ]);
+        }
+        exec(conn, dialect, &sql, &binds).await?;
+    }
+    Ok(())
+}
+
+/// Applies a batch of client events (what `/events/in` appends) to the
+/// server model, with the same result as [`apply`] on each in turn:
+/// task-run client events go through the recorder's batch path, and the
+/// other client events change nothing here. Anything else is applied one
+/// event at a time.
+pub async fn apply_client_batch(conn: &mut AnyConnection, dialect: Dialect, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+    let client_only = events.iter().all(|e| match e.stream.stream_type {
+        StreamType::ClientEvent => true,
+        StreamType::TaskRun => e.payload.get("event").is_some() && e.payload.get("run").is_none(),
+        _ => false,
+    });
+    if !client_only {
+        for event in events {
+            apply(conn, dialect, event).await?;
+        }
+        return Ok(());
+    }
+    let task_events: Vec<RecordedEvent> = events.iter().filter(|e| e.stream.stream_type == StreamType::TaskRun).cloned().collect();
+    task_run_recorder::apply_batch(conn, dialect, &task_events).await
+}
+
 async fn insert_state(
     conn: &mut AnyConnection,
     dialect: Dialect,
