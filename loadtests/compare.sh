@@ -4,7 +4,7 @@
 #   bash loadtests/compare.sh
 #
 # For each backend (sqlite, postgres) it starts one server at a time on a fresh database, runs
-# the prefect-load scenarios (ingest, seed-events, filter, lifecycle, workers, scheduler) against it, records
+# the prefect-load scenarios (ingest, seed-events, filter, lifecycle, workers, scheduler, dashboard) against it, records
 # start-up time to healthy, RSS after start and peak RSS (VmHWM, summed over the server's process
 # tree), stops it, drops the database, and finally prints markdown tables.
 # Everything is bounded: each scenario by a count and by LOAD_MAX_SECONDS (plus a hard `timeout`).
@@ -17,7 +17,8 @@
 #   LOAD_FLOWS [100]  LOAD_FLOW_CONCURRENCY [4]  LOAD_TASKS [10]
 #   LOAD_WORKERS [100]  LOAD_WORKER_POOLS [10]  LOAD_WORKER_RUNS [10000]  LOAD_WORKER_SECONDS [20]
 #   LOAD_SCHED_DEPLOYMENTS [1000]  LOAD_SCHED_RUNS_EACH [3]
-#   LOAD_SCENARIOS [ingest seed-events filter lifecycle workers scheduler]   which scenarios to run
+#   LOAD_DASH_FLOWS [500]  LOAD_DASH_TASKS [5]  LOAD_DASH_CLIENTS [8]  LOAD_DASH_ROUNDS [25]
+#   LOAD_SCENARIOS [ingest seed-events filter lifecycle workers scheduler dashboard]   which scenarios to run
 #   LOAD_MAX_SECONDS [120]      per scenario
 #   LOAD_PYTHON_PREFECT [tests/compat/.venv/bin/prefect, made by tests/run-all.sh]   "" skips the Python server
 #   LOAD_PG_URL [postgresql://postgres@127.0.0.1:5432]   LOAD_NATS_URL [nats://127.0.0.1:4222]
@@ -43,7 +44,11 @@ WORKER_RUNS=${LOAD_WORKER_RUNS:-10000}
 WORKER_SECONDS=${LOAD_WORKER_SECONDS:-20}
 SCHED_DEPLOYMENTS=${LOAD_SCHED_DEPLOYMENTS:-1000}
 SCHED_RUNS_EACH=${LOAD_SCHED_RUNS_EACH:-3}
-SCENARIOS=" ${LOAD_SCENARIOS:-ingest seed-events filter lifecycle workers scheduler} "
+DASH_FLOWS=${LOAD_DASH_FLOWS:-500}
+DASH_TASKS=${LOAD_DASH_TASKS:-5}
+DASH_CLIENTS=${LOAD_DASH_CLIENTS:-8}
+DASH_ROUNDS=${LOAD_DASH_ROUNDS:-25}
+SCENARIOS=" ${LOAD_SCENARIOS:-ingest seed-events filter lifecycle workers scheduler dashboard} "
 MAX_SECONDS=${LOAD_MAX_SECONDS:-120}
 PY_PREFECT=${LOAD_PYTHON_PREFECT-$ROOT/tests/compat/.venv/bin/prefect}
 PG_URL=${LOAD_PG_URL:-postgresql://postgres@127.0.0.1:5432}
@@ -189,6 +194,7 @@ run_one() {
     scenario lifecycle --flows "$FLOWS" --concurrency "$FLOW_CONCURRENCY" --tasks "$TASKS"
     scenario workers --pools "$WORKER_POOLS" --runs "$WORKER_RUNS" --workers "$WORKERS" --seconds "$WORKER_SECONDS"
     scenario scheduler --deployments "$SCHED_DEPLOYMENTS" --runs-each "$SCHED_RUNS_EACH"
+    scenario dashboard --flows "$DASH_FLOWS" --tasks "$DASH_TASKS" --clients "$DASH_CLIENTS" --rounds "$DASH_ROUNDS"
 
     local alive=true rss_peak
     kill -0 "$SERVER_PID" 2>/dev/null || alive=false
