@@ -17,7 +17,7 @@
 #   LOAD_FLOWS [100]  LOAD_FLOW_CONCURRENCY [4]  LOAD_TASKS [10]
 #   LOAD_WORKERS [100]  LOAD_WORKER_POOLS [10]  LOAD_WORKER_RUNS [10000]  LOAD_WORKER_SECONDS [20]
 #   LOAD_SCHED_DEPLOYMENTS [1000]  LOAD_SCHED_RUNS_EACH [3]
-#   LOAD_DASH_FLOWS [500]  LOAD_DASH_TASKS [5]  LOAD_DASH_CLIENTS [8]  LOAD_DASH_ROUNDS [25]
+#   LOAD_DASH_FLOWS [500]  LOAD_DASH_TASKS [5]  LOAD_DASH_CLIENTS [8]  LOAD_DASH_ROUNDS [25]  LOAD_DASH_SECONDS [60]
 #   LOAD_SCENARIOS [ingest seed-events filter lifecycle workers scheduler dashboard]   which scenarios to run
 #   LOAD_MAX_SECONDS [120]      per scenario
 #   LOAD_PYTHON_PREFECT [tests/compat/.venv/bin/prefect, made by tests/run-all.sh]   "" skips the Python server
@@ -48,6 +48,7 @@ DASH_FLOWS=${LOAD_DASH_FLOWS:-500}
 DASH_TASKS=${LOAD_DASH_TASKS:-5}
 DASH_CLIENTS=${LOAD_DASH_CLIENTS:-8}
 DASH_ROUNDS=${LOAD_DASH_ROUNDS:-25}
+DASH_SECONDS=${LOAD_DASH_SECONDS:-60}
 SCENARIOS=" ${LOAD_SCENARIOS:-ingest seed-events filter lifecycle workers scheduler dashboard} "
 MAX_SECONDS=${LOAD_MAX_SECONDS:-120}
 PY_PREFECT=${LOAD_PYTHON_PREFECT-$ROOT/tests/compat/.venv/bin/prefect}
@@ -170,7 +171,7 @@ run_one() {
     log "$label healthy after ${startup}s, RSS ${rss_idle} kB"
 
     local common=(--url "$base" --max-seconds "$MAX_SECONDS" --label "$label")
-    local hard=$((MAX_SECONDS + 60))
+    local hard=$((MAX_SECONDS + DASH_SECONDS + 60))
     scenario() {
         local name=$1
         shift
@@ -194,7 +195,7 @@ run_one() {
     scenario lifecycle --flows "$FLOWS" --concurrency "$FLOW_CONCURRENCY" --tasks "$TASKS"
     scenario workers --pools "$WORKER_POOLS" --runs "$WORKER_RUNS" --workers "$WORKERS" --seconds "$WORKER_SECONDS"
     scenario scheduler --deployments "$SCHED_DEPLOYMENTS" --runs-each "$SCHED_RUNS_EACH"
-    scenario dashboard --flows "$DASH_FLOWS" --tasks "$DASH_TASKS" --clients "$DASH_CLIENTS" --rounds "$DASH_ROUNDS"
+    scenario dashboard --flows "$DASH_FLOWS" --tasks "$DASH_TASKS" --clients "$DASH_CLIENTS" --rounds "$DASH_ROUNDS" --seconds "$DASH_SECONDS"
 
     local alive=true rss_peak
     kill -0 "$SERVER_PID" 2>/dev/null || alive=false

@@ -112,7 +112,8 @@ enum Cmd {
     },
     /// The V2 dashboard under load: F flow runs (spread over the last day, mixed states) with T
     /// task runs each, then C clients each repeat R rounds of the dashboard's queries
-    /// (/ui/flow_runs/history, /flow_runs/count per state group, /task_runs/count, /task_runs/history).
+    /// (/ui/flow_runs/history, /flow_runs/count per state group, /task_runs/count, /task_runs/history)
+    /// for at most S seconds.
     Dashboard {
         #[command(flatten)]
         common: Common,
@@ -124,6 +125,9 @@ enum Cmd {
         clients: usize,
         #[arg(long, default_value_t = 25)]
         rounds: usize,
+        /// Bound of the query phase.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
     },
     /// Delete a NATS JetStream stream (cleanup after a run with PREFECT_MESSAGING_BROKER=nats).
     NatsDeleteStream {
@@ -800,7 +804,7 @@ async fn main() -> Result<()> {
         Cmd::Lifecycle { common, flows, concurrency, tasks } => lifecycle(common, flows, concurrency, tasks).await,
         Cmd::Workers { common, pools, runs, workers: w, seconds } => workers::workers(common, pools, runs, w, seconds).await,
         Cmd::Scheduler { common, deployments, runs_each } => workers::scheduler(common, deployments, runs_each).await,
-        Cmd::Dashboard { common, flows, tasks, clients, rounds } => dashboard::dashboard(common, flows, tasks, clients, rounds).await,
+        Cmd::Dashboard { common, flows, tasks, clients, rounds, seconds } => dashboard::dashboard(common, flows, tasks, clients, rounds, seconds).await,
         Cmd::NatsDeleteStream { nats_url, stream } => nats_delete_stream(&nats_url, &stream).await,
     }
 }
