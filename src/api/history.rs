@@ -22,8 +22,10 @@ pub fn router() -> Router<AppState> {
         .route("/flow_runs/lateness", post(lateness))
 }
 
-/// The longest interval a Python `timedelta` holds (999999999 days).
-const MAX_INTERVAL_SECONDS: f64 = 999_999_999.0 * 86_400.0;
+/// An interval past the calendar (Prefect fails with 500 on these).
+fn too_large(interval: f64) -> AppError {
+    AppError::invalid(&["body", "history_interval_seconds"], "History interval is too large.", Value::from(interval))
+}
 
 async fn run_history(state: AppState, kind: RunKind, bytes: &[u8], filter_keys: &[(&str, &str)]) -> ApiResult<Json<Vec<Value>>> {
     let mut fields = Fields::parse(bytes)?;
@@ -39,13 +41,16 @@ async fn run_history(state: AppState, kind: RunKind, bytes: &[u8], filter_keys: 
     if interval.is_nan() || interval_us < 1e6 {
         return Err(AppError::Detail(StatusCode::UNPROCESSABLE_ENTITY, "History interval must not be less than 1 second.".into()));
     }
-    if interval > MAX_INTERVAL_SECONDS {
-        return Err(AppError::invalid(&["body", "history_interval_seconds"], "History interval is too large.", Value::from(interval)));
+    if interval_us >= i64::MAX as f64 {
+        return Err(too_large(interval));
     }
     let body = fields.filters(filter_keys)?;
     let Some(window) = HistoryWindow::new(start.datetime(), end.datetime(), interval_us as i64) else {
         return Ok(Json(Vec::new()));
     };
+    if window.query_end().is_none() {
+        return Err(too_large(interval));
+    }
     let sql = history::history_sql(kind, &body, state.db.dialect, &super::workspace(), &window, Utc::now()).map_err(super::filter_error)?;
     let rows = super::fetch(&state.db, &sql).await?;
     let buckets = rows

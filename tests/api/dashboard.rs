@@ -137,6 +137,10 @@ both_backends!(flow_run_history_rounds_the_interval_count_up_and_checks_its_inpu
         .post("/flow_runs/history", json!({"history_start": "2099-01-01T00:00:00Z", "history_end": "2099-01-01T00:30:00Z", "history_interval_seconds": 0.5}))
         .await;
     assert_eq!((status, body), (422, json!({"detail": "History interval must not be less than 1 second."})));
+    let (status, _) = app
+        .post("/flow_runs/history", json!({"history_start": "2099-01-01T00:00:00Z", "history_end": "2099-01-01T00:30:00Z", "history_interval_seconds": 1e15}))
+        .await;
+    assert_eq!(status, 422);
     let (status, body) = app.post("/task_runs/history", json!({"history_start": "nope"})).await;
     assert_eq!(status, 422);
     let locs: Vec<&Value> = body["exception_detail"].as_array().unwrap().iter().map(|d| &d["loc"]).collect();
