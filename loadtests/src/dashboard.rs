@@ -31,7 +31,7 @@ async fn seed_one(client: &reqwest::Client, base: &str, flow_id: &str, i: usize,
     let end = match i % 3 {
         0 => None,
         1 => Some("COMPLETED"),
-        _ => Some(if i % 2 == 0 { "FAILED" } else { "COMPLETED" }),
+        _ => Some(if i.is_multiple_of(2) { "FAILED" } else { "COMPLETED" }),
     };
     if let Some(end) = end {
         for s in ["RUNNING", end] {
