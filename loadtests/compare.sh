@@ -4,7 +4,7 @@
 #   bash loadtests/compare.sh
 #
 # For each backend (sqlite, postgres) it starts one server at a time on a fresh database, runs
-# the prefect-load scenarios (ingest, seed-events, filter, lifecycle, workers, scheduler) against it, records
+# the prefect-load scenarios (ingest, seed-events, filter, lifecycle, workers, scheduler, dashboard) against it, records
 # start-up time to healthy, RSS after start and peak RSS (VmHWM, summed over the server's process
 # tree), stops it, drops the database, and finally prints markdown tables.
 # Everything is bounded: each scenario by a count and by LOAD_MAX_SECONDS (plus a hard `timeout`).
@@ -18,7 +18,8 @@
 #   LOAD_WORKERS [100]  LOAD_WORKER_POOLS [10]  LOAD_WORKER_RUNS [10000]  LOAD_WORKER_SECONDS [20]
 #   LOAD_SCHED_DEPLOYMENTS [1000]  LOAD_SCHED_RUNS_EACH [3]
 #   LOAD_REAL_FLOWS [200]  LOAD_REAL_TASKS [10]  LOAD_REAL_CONCURRENCY [20]   real-client: the real Prefect client (@flow/@task)
-#   LOAD_SCENARIOS [ingest seed-events filter lifecycle workers scheduler]   which scenarios to run
+#   LOAD_DASH_FLOWS [500]  LOAD_DASH_TASKS [5]  LOAD_DASH_CLIENTS [8]  LOAD_DASH_ROUNDS [25]  LOAD_DASH_SECONDS [60]
+#   LOAD_SCENARIOS [ingest seed-events filter lifecycle workers scheduler dashboard]   which scenarios to run
 #   LOAD_MAX_SECONDS [120]      per scenario
 #   LOAD_PYTHON_PREFECT [tests/compat/.venv/bin/prefect, made by tests/run-all.sh]   "" skips the Python server
 #   LOAD_PG_URL [postgresql://postgres@127.0.0.1:5432]   LOAD_NATS_URL [nats://127.0.0.1:4222]
@@ -47,7 +48,12 @@ SCHED_RUNS_EACH=${LOAD_SCHED_RUNS_EACH:-3}
 REAL_FLOWS=${LOAD_REAL_FLOWS:-200}
 REAL_TASKS=${LOAD_REAL_TASKS:-10}
 REAL_CONCURRENCY=${LOAD_REAL_CONCURRENCY:-20}
-SCENARIOS=" ${LOAD_SCENARIOS:-ingest seed-events filter lifecycle workers scheduler} "
+DASH_FLOWS=${LOAD_DASH_FLOWS:-500}
+DASH_TASKS=${LOAD_DASH_TASKS:-5}
+DASH_CLIENTS=${LOAD_DASH_CLIENTS:-8}
+DASH_ROUNDS=${LOAD_DASH_ROUNDS:-25}
+DASH_SECONDS=${LOAD_DASH_SECONDS:-60}
+SCENARIOS=" ${LOAD_SCENARIOS:-ingest seed-events filter lifecycle workers scheduler dashboard} "
 MAX_SECONDS=${LOAD_MAX_SECONDS:-120}
 PY_PREFECT=${LOAD_PYTHON_PREFECT-$ROOT/tests/compat/.venv/bin/prefect}
 PG_URL=${LOAD_PG_URL:-postgresql://postgres@127.0.0.1:5432}
@@ -191,7 +197,7 @@ run_one() {
     log "$label healthy after ${startup}s, RSS ${rss_idle} kB"
 
     local common=(--url "$base" --max-seconds "$MAX_SECONDS" --label "$label")
-    local hard=$((MAX_SECONDS + 60))
+    local hard=$((MAX_SECONDS + DASH_SECONDS + 60))
     scenario() {
         local name=$1
         shift
@@ -216,6 +222,7 @@ run_one() {
     scenario workers --pools "$WORKER_POOLS" --runs "$WORKER_RUNS" --workers "$WORKERS" --seconds "$WORKER_SECONDS"
     scenario scheduler --deployments "$SCHED_DEPLOYMENTS" --runs-each "$SCHED_RUNS_EACH"
     real_client "$base" "$label" "$home"
+    scenario dashboard --flows "$DASH_FLOWS" --tasks "$DASH_TASKS" --clients "$DASH_CLIENTS" --rounds "$DASH_ROUNDS" --seconds "$DASH_SECONDS"
 
     local alive=true rss_peak
     kill -0 "$SERVER_PID" 2>/dev/null || alive=false

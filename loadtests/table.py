@@ -44,6 +44,13 @@ METRICS = [
     ("real client: @flow runs x @tasks, wall time (s)", "real-client", "wall_s", False, 1, "{:.1f}"),
     ("real client: flow runs/s", "real-client", "flows_per_s", True, 1, "{:.2f}"),
     ("real client: completed / task runs recorded / 5xx", "real-client", "completed|task_runs|server_errors", None, 1, "{:.0f}"),
+    ("dashboard: setup, flow runs + task runs seeded (s)", "dashboard", "setup_s", False, 1, "{:.1f}"),
+    ("dashboard: query mix req/s", "dashboard", "rate", True, 1, "{:.1f}"),
+    ("dashboard: all queries p50 / p95 / p99 (ms)", "dashboard", "latency.p50_ms|latency.p95_ms|latency.p99_ms", False, 1, "{:.1f}"),
+    ("dashboard: /ui/flow_runs/history p50 / p99 (ms)", "dashboard", "endpoints.ui_flow_runs_history.p50_ms|endpoints.ui_flow_runs_history.p99_ms", False, 1, "{:.1f}"),
+    ("dashboard: /flow_runs/count p50 / p99 (ms)", "dashboard", "endpoints.flow_runs_count.p50_ms|endpoints.flow_runs_count.p99_ms", False, 1, "{:.1f}"),
+    ("dashboard: /task_runs/count p50 / p99 (ms)", "dashboard", "endpoints.task_runs_count.p50_ms|endpoints.task_runs_count.p99_ms", False, 1, "{:.1f}"),
+    ("dashboard: /task_runs/history p50 / p99 (ms)", "dashboard", "endpoints.task_runs_history.p50_ms|endpoints.task_runs_history.p99_ms", False, 1, "{:.1f}"),
     ("errors seen by the load generator", "*", "errors", None, 1, "{:.0f}"),
 ]
 
@@ -67,6 +74,8 @@ def values(label, scenario, path, scale):
             note = f"incomplete: {r.get('stored')}/{r.get('events')} stored in {r.get('e2e_seconds')} s"
         elif scenario == "lifecycle":
             note = f"incomplete: {r.get('completed')}/{r.get('flows')} runs"
+        elif scenario == "dashboard":
+            note = f"incomplete: {r.get('rounds_done')}/{r.get('clients', 0) * r.get('rounds', 0)} rounds"
         else:
             note = f"incomplete: {r.get('ok')}/{r.get('requests')} ok"
     return out, note

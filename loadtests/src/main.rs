@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
+mod dashboard;
 mod workers;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -108,6 +109,25 @@ enum Cmd {
         deployments: usize,
         #[arg(long, default_value_t = 3)]
         runs_each: usize,
+    },
+    /// The V2 dashboard under load: F flow runs (spread over the last day, mixed states) with T
+    /// task runs each, then C clients each repeat R rounds of the dashboard's queries
+    /// (/ui/flow_runs/history, /flow_runs/count per state group, /task_runs/count, /task_runs/history)
+    /// for at most S seconds.
+    Dashboard {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 500)]
+        flows: usize,
+        #[arg(long, default_value_t = 5)]
+        tasks: usize,
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        #[arg(long, default_value_t = 25)]
+        rounds: usize,
+        /// Bound of the query phase.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
     },
     /// Delete a NATS JetStream stream (cleanup after a run with PREFECT_MESSAGING_BROKER=nats).
     NatsDeleteStream {
@@ -784,6 +804,7 @@ async fn main() -> Result<()> {
         Cmd::Lifecycle { common, flows, concurrency, tasks } => lifecycle(common, flows, concurrency, tasks).await,
         Cmd::Workers { common, pools, runs, workers: w, seconds } => workers::workers(common, pools, runs, w, seconds).await,
         Cmd::Scheduler { common, deployments, runs_each } => workers::scheduler(common, deployments, runs_each).await,
+        Cmd::Dashboard { common, flows, tasks, clients, rounds, seconds } => dashboard::dashboard(common, flows, tasks, clients, rounds, seconds).await,
         Cmd::NatsDeleteStream { nats_url, stream } => nats_delete_stream(&nats_url, &stream).await,
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod automations;
+mod body;
 pub mod concurrency_limits_v2;
 pub mod deployments;
 pub mod error;
@@ -12,11 +13,13 @@ mod events_out;
 pub mod flow_run_states;
 pub mod flow_runs;
 pub mod flows;
+mod history;
 pub mod json;
 pub mod logs;
 mod run_states;
 pub mod task_run_states;
 pub mod task_runs;
+mod ui;
 mod version_check;
 pub mod work_pools;
 pub mod work_queues;
@@ -52,6 +55,8 @@ pub fn router(state: AppState) -> Router {
         .merge(flow_run_states::router())
         .merge(task_runs::router())
         .merge(task_run_states::router())
+        .merge(history::router())
+        .merge(ui::router())
         .merge(logs::router())
         .merge(events::router())
         .merge(concurrency_limits_v2::router())

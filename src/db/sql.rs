@@ -29,6 +29,26 @@ impl Dialect {
         }
     }
 
+    /// Microseconds since the Unix epoch (a BIGINT expression) of a read-model
+    /// timestamp column: text in UTC, `YYYY-MM-DDTHH:MM:SS.ffffffZ`. Exact on
+    /// both backends, so time buckets computed from it agree to the microsecond.
+    pub fn epoch_micros(self, column: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("CAST(EXTRACT(EPOCH FROM CAST({column} AS TIMESTAMPTZ)) * 1000000 AS BIGINT)"),
+            Dialect::Sqlite => format!(
+                "(CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER) * 1000000 + CAST(substr({column}, 21, 6) AS INTEGER))"
+            ),
+        }
+    }
+
+    /// The larger of two values (`GREATEST` on Postgres, scalar `MAX` on SQLite).
+    pub fn greatest(self, a: &str, b: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("GREATEST({a}, {b})"),
+            Dialect::Sqlite => format!("MAX({a}, {b})"),
+        }
+    }
+
     /// SQL that is true when the JSON-array text column `column` is empty.
     pub fn json_array_is_empty(self, column: &str) -> String {
         match self {

@@ -368,6 +368,33 @@ pub fn task_runs_where(
     Ok(all_of(&parts))
 }
 
+/// The WHERE condition (on table `task_run`) for the one task-run route
+/// whose filters also take work pools and queues
+/// (`/ui/task_runs/dashboard/counts`): Prefect's `_apply_task_run_filters`
+/// with `work_pool_filter` / `work_queue_filter`, which require the task
+/// run's flow run to sit in a matching queue (and pool). Either filter turns
+/// off the flow-run-id shortcut, as in Prefect.
+pub fn task_runs_where_with_pools(body: &RunFilterBody, dialect: Dialect, sql: &mut Sql, workspace_id: &str) -> Result<String, FilterError> {
+    let pools = body.work_pools.as_ref().filter(|v| !v.is_null());
+    let queues = body.work_pool_queues.as_ref().filter(|v| !v.is_null());
+    let base = task_runs_where(body, dialect, sql, workspace_id, pools.is_none() && queues.is_none())?;
+    if pools.is_none() && queues.is_none() {
+        return Ok(base);
+    }
+    let mut ctx = Ctx::new(sql, dialect);
+    let (fr, q, p) = ("pool_flow_run", "pool_work_queue", "pool_work_pool");
+    let mut from = format!("flow_run {fr} JOIN work_queue {q} ON {q}.id = {fr}.work_queue_id");
+    let mut conds = vec![format!("{fr}.id = task_run.flow_run_id")];
+    if let Some(f) = queues {
+        conds.push(documents::compile(&mut ctx, f, documents::WORK_QUEUE_FILTER, q, &["body", "work_queues"])?);
+    }
+    if let Some(f) = pools {
+        from.push_str(&format!(" JOIN work_pool {p} ON {p}.id = {q}.work_pool_id"));
+        conds.push(documents::compile(&mut ctx, f, documents::WORK_POOL_FILTER, p, &["body", "work_pools"])?);
+    }
+    Ok(all_of(&[base, format!("EXISTS (SELECT 1 FROM {from} WHERE {})", all_of(&conds))]))
+}
+
 /// The WHERE condition (on table `log`) for `/logs/filter`.
 pub fn logs_where(logs: Option<&LogFilter>, dialect: Dialect, sql: &mut Sql, workspace_id: &str) -> Result<String, FilterError> {
     if let Some(f) = logs {
@@ -417,6 +444,23 @@ pub fn count_flows(body: &RunFilterBody, dialect: Dialect, workspace_id: &str) -
 pub fn select_flow_runs(body: &RunFilterBody, dialect: Dialect, workspace_id: &str, columns: &str) -> Result<Sql, FilterError> {
     let sort = FlowRunSort::parse_or_default(body.sort.as_deref())?;
     let (limit, offset) = page(body.limit, body.offset)?;
+    let mut sql = Sql::default();
+    let cond = flow_runs_where(body, dialect, &mut sql, workspace_id)?;
+    Ok(select(sql, columns, "flow_run", &cond, &sort.order_by("flow_run"), limit, offset))
+}
+
+/// `SELECT {columns} FROM flow_run ...` with a sort and page the caller
+/// validated (routes whose limits differ from the default, such as
+/// `/ui/flow_runs/history`).
+pub fn select_flow_runs_page(
+    body: &RunFilterBody,
+    dialect: Dialect,
+    workspace_id: &str,
+    columns: &str,
+    sort: FlowRunSort,
+    limit: i64,
+    offset: i64,
+) -> Result<Sql, FilterError> {
     let mut sql = Sql::default();
     let cond = flow_runs_where(body, dialect, &mut sql, workspace_id)?;
     Ok(select(sql, columns, "flow_run", &cond, &sort.order_by("flow_run"), limit, offset))

@@ -7,11 +7,13 @@ pub mod feed_events;
 pub mod filters;
 pub mod flow_runs;
 pub mod flows;
+pub mod history;
 pub mod logs;
 pub mod paginate;
 pub mod sorts;
 pub mod states;
 pub mod task_runs;
+pub mod ui;
 pub mod work_pools;
 
 use serde_json::{Map, Value};

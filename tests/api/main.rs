@@ -4,6 +4,7 @@
 mod helpers;
 
 mod bad_input;
+mod dashboard;
 mod deployments;
 mod events;
 mod events_in;

@@ -1,0 +1,29 @@
+//! Prefect's `/ui/*` helper routers (prefect/server/api/ui/): read-only
+//! queries the dashboard pages make over the server read model.
+
+mod flow_runs;
+mod flows;
+mod task_runs;
+
+use std::collections::HashMap;
+
+use axum::Router;
+use serde_json::Value;
+use sqlx::Row;
+
+use super::error::ApiResult;
+use super::AppState;
+use crate::db::Sql;
+
+pub fn router() -> Router<AppState> {
+    Router::new().merge(flows::router()).merge(flow_runs::router()).merge(task_runs::router())
+}
+
+/// Runs a `SELECT key, COUNT(*) … GROUP BY key` query into `{key: count}`.
+async fn counts_by_key(state: &AppState, sql: &Sql) -> ApiResult<HashMap<String, Value>> {
+    let rows = super::fetch(&state.db, sql).await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get::<String, _>(0)?, Value::from(r.try_get::<i64, _>(1)?))))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
+}
