@@ -26,6 +26,7 @@
 #   LOAD_PYTHON_PREFECT [tests/compat/.venv/bin/prefect, made by tests/run-all.sh]   "" skips the Python server
 #   LOAD_PG_URL [postgresql://postgres@127.0.0.1:5432]   LOAD_NATS_URL [nats://127.0.0.1:4222]
 #   LOAD_SKIP_BUILD [0]  LOAD_OUT [target/loadtests/<timestamp>]
+#   LOAD_SERVER_BIN [target/release/prefect-server]   another prefect-server binary (e.g. an older build, for before/after)
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -67,7 +68,7 @@ if [ "${LOAD_SKIP_BUILD:-0}" != 1 ]; then
     cargo build --release || exit 1
     cargo build --release -p prefect-load || exit 1
 fi
-SERVER_BIN=$ROOT/target/release/prefect-server
+SERVER_BIN=${LOAD_SERVER_BIN:-$ROOT/target/release/prefect-server}
 LOAD_BIN=$ROOT/target/release/prefect-load
 
 PG_HOSTPART=${PG_URL#postgresql://}
