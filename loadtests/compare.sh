@@ -19,11 +19,16 @@
 #   LOAD_SCHED_DEPLOYMENTS [1000]  LOAD_SCHED_RUNS_EACH [3]
 #   LOAD_REAL_FLOWS [200]  LOAD_REAL_TASKS [10]  LOAD_REAL_CONCURRENCY [20]   real-client: the real Prefect client (@flow/@task)
 #   LOAD_DASH_FLOWS [500]  LOAD_DASH_TASKS [5]  LOAD_DASH_CLIENTS [8]  LOAD_DASH_ROUNDS [25]  LOAD_DASH_SECONDS [60]
-#   LOAD_SCENARIOS [ingest seed-events filter lifecycle workers scheduler dashboard]   which scenarios to run
+#   LOAD_SCENARIOS [ingest seed-events filter lifecycle workers scheduler dashboard]   which scenarios to run;
+#   LOAD_FILTER_EVENTS [1000000]  LOAD_FILTER_DAYS [7]   size of the filter-1m scenario (see below)
+#       filter-1m (not in the default list) bulk-loads LOAD_FILTER_EVENTS events over the last
+#       LOAD_FILTER_DAYS days straight into each server's events tables (seed-events-sql: it
+#       measures the query, not ingestion), then runs the filter scenario against them
 #   LOAD_MAX_SECONDS [120]      per scenario
 #   LOAD_PYTHON_PREFECT [tests/compat/.venv/bin/prefect, made by tests/run-all.sh]   "" skips the Python server
 #   LOAD_PG_URL [postgresql://postgres@127.0.0.1:5432]   LOAD_NATS_URL [nats://127.0.0.1:4222]
 #   LOAD_SKIP_BUILD [0]  LOAD_OUT [target/loadtests/<timestamp>]
+#   LOAD_SERVER_BIN [target/release/prefect-server]   another prefect-server binary (e.g. an older build, for before/after)
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,6 +59,8 @@ DASH_CLIENTS=${LOAD_DASH_CLIENTS:-8}
 DASH_ROUNDS=${LOAD_DASH_ROUNDS:-25}
 DASH_SECONDS=${LOAD_DASH_SECONDS:-60}
 SCENARIOS=" ${LOAD_SCENARIOS:-ingest seed-events filter lifecycle workers scheduler dashboard} "
+FILTER_EVENTS=${LOAD_FILTER_EVENTS:-1000000}
+FILTER_DAYS=${LOAD_FILTER_DAYS:-7}
 MAX_SECONDS=${LOAD_MAX_SECONDS:-120}
 PY_PREFECT=${LOAD_PYTHON_PREFECT-$ROOT/tests/compat/.venv/bin/prefect}
 PG_URL=${LOAD_PG_URL:-postgresql://postgres@127.0.0.1:5432}
@@ -71,7 +78,7 @@ if [ "${LOAD_SKIP_BUILD:-0}" != 1 ]; then
     cargo build --release || exit 1
     cargo build --release -p prefect-load || exit 1
 fi
-SERVER_BIN=$ROOT/target/release/prefect-server
+SERVER_BIN=${LOAD_SERVER_BIN:-$ROOT/target/release/prefect-server}
 LOAD_BIN=$ROOT/target/release/prefect-load
 
 PG_HOSTPART=${PG_URL#postgresql://}
@@ -218,6 +225,30 @@ run_one() {
     scenario ingest --sockets "$INGEST_SOCKETS" --events "$INGEST_EVENTS"
     scenario seed-events --events "$SEED_EVENTS"
     scenario filter --requests "$FILTER_REQUESTS" --concurrency "$FILTER_CONCURRENCY"
+    case "$SCENARIOS" in *" filter-1m "*)
+        # Seed the read model directly (the server is up, so its tables exist), then query it.
+        local seed_url
+        if [ "$backend" = postgres ]; then seed_url="$PG_URL/$db_name";
+        elif [ "$kind" = rust ]; then seed_url="sqlite://$home/prefect-server.db"; else seed_url="sqlite://$home/prefect.db"; fi
+        log "$label: seed-events-sql ($FILTER_EVENTS events over $FILTER_DAYS days)"
+        if timeout -k 5 3600 "$LOAD_BIN" seed-events-sql --server "$kind" --database-url "$seed_url" --events "$FILTER_EVENTS" \
+            --days "$FILTER_DAYS" --label "$label" >"$home/seed-events-sql.out" 2>&1; then
+            grep -v '^{' "$home/seed-events-sql.out" | tail -n 1 | sed 's/^/    /' >&2
+            record "$(tail -n 1 "$home/seed-events-sql.out")"
+            log "$label: filter-1m"
+            local outf="$home/filter-1m.out"
+            timeout -k 5 "$hard" "$LOAD_BIN" filter "${common[@]}" --requests "$FILTER_REQUESTS" --concurrency "$FILTER_CONCURRENCY" >"$outf" 2>&1
+            sed 's/^/    /' "$outf" | grep -v '^    {' >&2
+            if [ "$(tail -c 2 "$outf" | head -c 1)" = "}" ]; then
+                record "$(tail -n 1 "$outf" | python3 -c 'import json,sys; r=json.load(sys.stdin); r["scenario"]="filter-1m"; print(json.dumps(r))')"
+            else
+                record "{\"scenario\":\"filter-1m\",\"label\":\"$label\",\"failed\":\"$(tail -n 1 "$outf" | tr -d '"\\' | cut -c1-120)\"}"
+            fi
+        else
+            record "{\"scenario\":\"seed-events-sql\",\"label\":\"$label\",\"failed\":\"$(tail -n 1 "$home/seed-events-sql.out" | tr -d '"\\' | cut -c1-120)\"}"
+        fi
+        ;;
+    esac
     scenario lifecycle --flows "$FLOWS" --concurrency "$FLOW_CONCURRENCY" --tasks "$TASKS"
     scenario workers --pools "$WORKER_POOLS" --runs "$WORKER_RUNS" --workers "$WORKERS" --seconds "$WORKER_SECONDS"
     scenario scheduler --deployments "$SCHED_DEPLOYMENTS" --runs-each "$SCHED_RUNS_EACH"

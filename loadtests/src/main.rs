@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 mod dashboard;
+mod seed_sql;
 mod workers;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -64,6 +65,32 @@ enum Cmd {
         sockets: usize,
         #[arg(long, default_value_t = 10_000)]
         events: usize,
+    },
+    /// Bulk-load N events straight into a server's events read model (its `events` and
+    /// `event_resources` tables) over the last D days: for filter benchmarks at 1M events.
+    /// Measures the query side only; the tables must exist (start the server once first).
+    SeedEventsSql {
+        /// Whose table layout to write: prefect-server's read model or Prefect 3.8.8's ORM tables.
+        #[arg(long, value_enum)]
+        server: seed_sql::Server,
+        /// postgresql://127.0.0.1:5432/<db> or sqlite://<path> (loopback Postgres only).
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// `occurred` is spread uniformly over the last D days (the last hour holds ~1/(24 D)).
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Seed of the deterministic generator (same seed, same rows for both servers).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Events per INSERT statement (and transaction).
+        #[arg(long, default_value_t = 2000)]
+        batch: usize,
+        #[arg(long, default_value_t = 1800)]
+        max_seconds: u64,
+        #[arg(long, default_value = "")]
+        label: String,
     },
     /// R x POST /events/filter for the last hour of flow-run events, C at a time.
     Filter {
@@ -800,6 +827,9 @@ async fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Ingest { common, sockets, events } => ingest(common, sockets, events).await,
         Cmd::SeedEvents { common, sockets, events } => seed_events(common, sockets, events).await,
+        Cmd::SeedEventsSql { server, database_url, events, days, seed, batch, max_seconds, label } => {
+            seed_sql::seed_events_sql(server, &database_url, events, days, seed, batch, max_seconds, &label).await
+        }
         Cmd::Filter { common, requests, concurrency } => filter(common, requests, concurrency).await,
         Cmd::Lifecycle { common, flows, concurrency, tasks } => lifecycle(common, flows, concurrency, tasks).await,
         Cmd::Workers { common, pools, runs, workers: w, seconds } => workers::workers(common, pools, runs, w, seconds).await,

@@ -21,7 +21,16 @@ CREATE TABLE IF NOT EXISTS events (
     follows                 TEXT,
     log_position            BIGINT NOT NULL              -- where the event is in the log
 );
-CREATE INDEX IF NOT EXISTS ix_events__ws_occurred ON events (workspace_id, occurred, id);
+-- The feed's main path: a time window in occurred order (ORDER BY occurred,
+-- id reads it forwards or backwards and stops after one page). `event` is
+-- a key column too so that the filter's `total` (COUNT over the window with
+-- an event-name prefix / name condition) is an index-only scan instead of a
+-- heap (table) lookup per row: with 1M events, 14 ms -> 1.5 ms on Postgres
+-- and 127 ms -> 2 ms on SQLite for the last hour (docs/performance.md).
+-- It supersedes ix_events__ws_occurred (workspace_id, occurred, id), a
+-- prefix of it.
+CREATE INDEX IF NOT EXISTS ix_events__ws_occurred_id_event ON events (workspace_id, occurred, id, event);
+DROP INDEX IF EXISTS ix_events__ws_occurred;
 CREATE INDEX IF NOT EXISTS ix_events__event_occurred ON events (event, occurred);
 CREATE INDEX IF NOT EXISTS ix_events__resource_id_occurred ON events (resource_id, occurred);
 

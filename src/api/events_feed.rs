@@ -36,12 +36,16 @@ fn base_url(headers: &HeaderMap) -> String {
 async fn page(state: &AppState, headers: &HeaderMap, filter: &EventFilter, page_size: i64, offset: i64, known_total: Option<i64>) -> ApiResult<Value> {
     let now = Utc::now();
     let ws = super::workspace();
-    let total = match known_total {
-        Some(t) => t,
-        None => super::fetch_count(&state.db, &count_events(filter, state.db.dialect, &ws, now).map_err(filter_error)?).await?,
-    };
     let sql = select_events(filter, state.db.dialect, &ws, now, page_size, offset).map_err(filter_error)?;
-    let rows = super::fetch(&state.db, &sql).await?;
+    // The total (Prefect's COUNT over the whole filter) and the page are
+    // independent reads: run them side by side on two pooled connections.
+    let (total, rows) = match known_total {
+        Some(t) => (t, super::fetch(&state.db, &sql).await?),
+        None => {
+            let count = count_events(filter, state.db.dialect, &ws, now).map_err(filter_error)?;
+            tokio::try_join!(super::fetch_count(&state.db, &count), super::fetch(&state.db, &sql))?
+        }
+    };
     let next = to_page_token(filter, total, page_size, offset, now).map(|t| next_page_url(&base_url(headers), &t));
     Ok(json!({"events": rows.iter().map(event_json).collect::<Vec<_>>(), "total": total, "next_page": next}))
 }
