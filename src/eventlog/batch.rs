@@ -175,21 +175,7 @@ async fn insert_chunk(conn: &mut AnyConnection, dialect: Dialect, chunk: &[(Batc
             // take this version: refuse rather than leave a gap.
             return Err(AppendError::WrongExpectedVersion { stream: item.stream.lock_key(), expected: super::ExpectedVersion::Any, actual: *version });
         };
-        let ev = item.event.clone();
-        recorded.push(RecordedEvent {
-            position,
-            tx_id,
-            event_id: ev.event_id,
-            stream: item.stream,
-            stream_version: *version,
-            event_type: ev.event_type,
-            schema_version: 1,
-            workspace_id: DEFAULT_WORKSPACE,
-            occurred: ev.occurred,
-            correlation_id: ev.correlation_id,
-            causation_id: ev.causation_id,
-            payload: ev.payload,
-        });
+        recorded.push(RecordedEvent::appended(item.event.clone(), item.stream, *version, position, tx_id));
     }
     Ok(recorded)
 }

@@ -138,6 +138,26 @@ pub struct RecordedEvent {
     pub payload: Value,
 }
 
+impl RecordedEvent {
+    /// `ev` as the log stored it: at `version` of `stream`, at `position` in transaction `tx_id`.
+    pub(crate) fn appended(ev: NewEvent, stream: StreamRef, version: i64, position: i64, tx_id: i64) -> RecordedEvent {
+        RecordedEvent {
+            position,
+            tx_id,
+            event_id: ev.event_id,
+            stream,
+            stream_version: version,
+            event_type: ev.event_type,
+            schema_version: 1,
+            workspace_id: DEFAULT_WORKSPACE,
+            occurred: ev.occurred,
+            correlation_id: ev.correlation_id,
+            causation_id: ev.causation_id,
+            payload: ev.payload,
+        }
+    }
+}
+
 /// Why an append was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {

@@ -142,20 +142,7 @@ async fn insert(
         .fetch_optional(&mut *conn)
         .await?;
     let Some(row) = row else { return Ok(None) };
-    Ok(Some(RecordedEvent {
-        position: row.try_get("position")?,
-        tx_id: row.try_get("tx_id")?,
-        event_id: ev.event_id,
-        stream,
-        stream_version: version,
-        event_type: ev.event_type,
-        schema_version: 1,
-        workspace_id: DEFAULT_WORKSPACE,
-        occurred: ev.occurred,
-        correlation_id: ev.correlation_id,
-        causation_id: ev.causation_id,
-        payload: ev.payload,
-    }))
+    Ok(Some(RecordedEvent::appended(ev, stream, version, row.try_get("position")?, row.try_get("tx_id")?)))
 }
 
 fn select_columns(dialect: Dialect) -> &'static str {

@@ -188,27 +188,5 @@ async fn insert_state(
     state: &crate::orchestration::states::State,
     created: String,
 ) -> Result<(), sqlx::Error> {
-    let sql = format!(
-        "INSERT INTO {table} (id, {run_column}, created, type, name, timestamp, message, state_details, data) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"
-    );
-    let details = serde_json::to_value(&state.state_details).unwrap_or(Value::Null);
-    exec(
-        conn,
-        dialect,
-        &sql,
-        &[
-            Bind::Text(state.id.to_string()),
-            Bind::Text(run_id.to_owned()),
-            Bind::Text(created),
-            Bind::Text(state.state_type.as_str().to_owned()),
-            Bind::Text(state.name.clone()),
-            Bind::Text(crate::time::fmt_ts(state.timestamp)),
-            state.message.clone().into(),
-            json_text(&details),
-            state.data.as_ref().map(|d| d.to_string()).into(),
-        ],
-    )
-    .await?;
-    Ok(())
+    insert_states(conn, dialect, table, run_column, &[(run_id.to_owned(), state, created)]).await
 }

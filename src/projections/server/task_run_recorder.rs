@@ -104,6 +104,19 @@ fn columns_from(task_run: &Map<String, Value>) -> Vec<(&'static str, Bind)> {
     cols
 }
 
+/// The task_run columns an event sets: the fields its payload carries, its
+/// flow run, its state and the stream version.
+fn row_columns(ev: &TaskRunEvent, stream_version: i64) -> Vec<(&'static str, Bind)> {
+    let mut cols = columns_from(&ev.task_run);
+    cols.push(("flow_run_id", ev.flow_run_id.map(|u| u.to_string()).into()));
+    cols.push(("state_id", Bind::Text(ev.state.id.to_string())));
+    cols.push(("state_type", Bind::Text(ev.state.state_type.as_str().to_owned())));
+    cols.push(("state_name", Bind::Text(ev.state.name.clone())));
+    cols.push(("state_timestamp", Bind::Text(fmt_ts(ev.state.timestamp))));
+    cols.push(("version", Bind::Int(stream_version)));
+    cols
+}
+
 /// The id of an existing row for this task run: by id, else by natural key.
 async fn existing_id(conn: &mut AnyConnection, dialect: Dialect, ev: &TaskRunEvent) -> Result<Option<String>, sqlx::Error> {
     let by_id = sqlx::query(&dialect.rewrite("SELECT id FROM task_run WHERE id = $1"))
@@ -136,13 +149,7 @@ pub(super) async fn apply(conn: &mut AnyConnection, dialect: Dialect, event: &Re
     let Some(ev) = parse(prefect_event, event.event_id) else { return Ok(()) };
     let received = fmt_ts(event.occurred);
     let state_ts = fmt_ts(ev.state.timestamp);
-    let mut cols = columns_from(&ev.task_run);
-    cols.push(("flow_run_id", ev.flow_run_id.map(|u| u.to_string()).into()));
-    cols.push(("state_id", Bind::Text(ev.state.id.to_string())));
-    cols.push(("state_type", Bind::Text(ev.state.state_type.as_str().to_owned())));
-    cols.push(("state_name", Bind::Text(ev.state.name.clone())));
-    cols.push(("state_timestamp", Bind::Text(state_ts.clone())));
-    cols.push(("version", Bind::Int(event.stream_version)));
+    let cols = row_columns(&ev, event.stream_version);
 
     let run_id = match existing_id(conn, dialect, &ev).await? {
         Some(id) => {
@@ -285,13 +292,7 @@ pub(super) async fn apply_batch(conn: &mut AnyConnection, dialect: Dialect, even
         let found = rows.iter().position(|r| r.id == id).or_else(|| key.as_ref().and_then(|k| rows.iter().position(|r| r.natural_key.as_ref() == Some(k))));
         let received = fmt_ts(event.occurred);
         let state_ts = fmt_ts(ev.state.timestamp);
-        let mut cols = columns_from(&ev.task_run);
-        cols.push(("flow_run_id", ev.flow_run_id.map(|u| u.to_string()).into()));
-        cols.push(("state_id", Bind::Text(ev.state.id.to_string())));
-        cols.push(("state_type", Bind::Text(ev.state.state_type.as_str().to_owned())));
-        cols.push(("state_name", Bind::Text(ev.state.name.clone())));
-        cols.push(("state_timestamp", Bind::Text(state_ts.clone())));
-        cols.push(("version", Bind::Int(event.stream_version)));
+        let mut cols = row_columns(ev, event.stream_version);
         cols.push(("updated", Bind::Text(received.clone())));
         let row_id = match found {
             Some(i) => {
