@@ -23,15 +23,6 @@ pub fn slug(seed: u128) -> String {
     format!("{a}-{b}")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn slugs_are_two_words() {
-        let s = super::slug(uuid::Uuid::new_v4().as_u128());
-        assert_eq!(s.split('-').count(), 2);
-    }
-}
-
 /// Characters Prefect bans from object names (`prefect.types.names`).
 const BANNED: &[char] = &['/', '%', '&', '>', '<'];
 
@@ -59,4 +50,13 @@ pub fn validate_non_emptyish_name(loc: &[&str], name: &str) -> crate::api::error
         return Err(crate::api::error::AppError::invalid(loc, "Value error, name cannot be an empty string", serde_json::json!(name)));
     }
     validate_name(loc, name)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slugs_are_two_words() {
+        let s = super::slug(uuid::Uuid::new_v4().as_u128());
+        assert_eq!(s.split('-').count(), 2);
+    }
 }
