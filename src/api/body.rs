@@ -159,3 +159,14 @@ impl Fields {
 /// `task_runs`, `deployments`).
 pub const RUN_FILTERS: &[(&str, &str)] =
     &[("flows", "flows"), ("flow_runs", "flow_runs"), ("task_runs", "task_runs"), ("deployments", "deployments")];
+
+/// [`RUN_FILTERS`] plus `work_pools` and `work_queues` (a work-queue filter
+/// under Prefect's body name), as the history and dashboard routes take them.
+pub const RUN_AND_POOL_FILTERS: &[(&str, &str)] = &[
+    ("flows", "flows"),
+    ("flow_runs", "flow_runs"),
+    ("task_runs", "task_runs"),
+    ("deployments", "deployments"),
+    ("work_pools", "work_pools"),
+    ("work_queues", "work_pool_queues"),
+];

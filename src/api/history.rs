@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde_json::Value;
 use sqlx::Row;
 
-use super::body::{Fields, RUN_FILTERS};
+use super::body::{Fields, RUN_AND_POOL_FILTERS, RUN_FILTERS};
 use super::error::{ApiResult, AppError};
 use super::AppState;
 use crate::server_model::history::{self, HistoryWindow, RunKind, StateBucket};
@@ -70,15 +70,7 @@ async fn run_history(state: AppState, kind: RunKind, bytes: &[u8], filter_keys: 
 }
 
 async fn flow_run_history(State(state): State<AppState>, body: Bytes) -> ApiResult<Json<Vec<Value>>> {
-    const KEYS: &[(&str, &str)] = &[
-        ("flows", "flows"),
-        ("flow_runs", "flow_runs"),
-        ("task_runs", "task_runs"),
-        ("deployments", "deployments"),
-        ("work_pools", "work_pools"),
-        ("work_queues", "work_pool_queues"),
-    ];
-    run_history(state, RunKind::Flow, &body, KEYS).await
+    run_history(state, RunKind::Flow, &body, RUN_AND_POOL_FILTERS).await
 }
 
 async fn task_run_history(State(state): State<AppState>, body: Bytes) -> ApiResult<Json<Vec<Value>>> {

@@ -15,7 +15,6 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use super::{AppendError, NewEvent, RecordedEvent, StreamRef, DEFAULT_WORKSPACE};
-use crate::db::sql::placeholders;
 use crate::db::{bind_all, Bind, Dialect};
 use crate::time::fmt_ts;
 
@@ -121,18 +120,13 @@ async fn current_versions(conn: &mut AnyConnection, dialect: Dialect, streams: &
 }
 
 async fn insert_chunk(conn: &mut AnyConnection, dialect: Dialect, chunk: &[(BatchItem, i64)]) -> Result<Vec<RecordedEvent>, AppendError> {
+    // Postgres needs the column types spelled out; SQLite stores the text as is.
+    const PG_CASTS: [&str; 10] = ["::uuid", "", "::uuid", "", "", "::uuid", "::timestamptz", "::uuid", "::uuid", "::json"];
     let row_sql = |i: usize| {
-        let p = placeholders(i * 10 + 1, 10);
-        match dialect {
-            Dialect::Postgres => {
-                let ps: Vec<String> = p.split(", ").map(str::to_owned).collect();
-                format!(
-                    "({}::uuid, {}, {}::uuid, {}, {}, {}::uuid, {}::timestamptz, {}::uuid, {}::uuid, {}::json)",
-                    ps[0], ps[1], ps[2], ps[3], ps[4], ps[5], ps[6], ps[7], ps[8], ps[9]
-                )
-            }
-            Dialect::Sqlite => format!("({p})"),
-        }
+        let cols: Vec<String> = (0..10)
+            .map(|c| format!("${}{}", i * 10 + c + 1, if dialect == Dialect::Postgres { PG_CASTS[c] } else { "" }))
+            .collect();
+        format!("({})", cols.join(", "))
     };
     let values: Vec<String> = (0..chunk.len()).map(row_sql).collect();
     let returning = match dialect {

@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde_json::Value;
 use sqlx::Row;
 
-use super::super::body::{Fields, RUN_FILTERS};
+use super::super::body::{Fields, RUN_AND_POOL_FILTERS, RUN_FILTERS};
 use super::super::error::{ApiResult, AppError};
 use super::super::json::path_id;
 use super::AppState;
@@ -29,14 +29,6 @@ pub fn router() -> Router<AppState> {
 /// `list[TaskRunCount]`: 20 buckets of finished task runs (completed,
 /// failed or crashed) by start time, from `task_runs.start_time.after_`.
 async fn dashboard_counts(State(state): State<AppState>, body: Bytes) -> ApiResult<Json<Vec<Value>>> {
-    const KEYS: &[(&str, &str)] = &[
-        ("task_runs", "task_runs"),
-        ("flows", "flows"),
-        ("flow_runs", "flow_runs"),
-        ("deployments", "deployments"),
-        ("work_pools", "work_pools"),
-        ("work_queues", "work_pool_queues"),
-    ];
     let fields = Fields::parse(&body)?;
     if !matches!(fields.map.get("task_runs"), Some(Value::Object(_))) {
         let input = fields.map.get("task_runs").cloned().unwrap_or(Value::Null);
@@ -47,7 +39,7 @@ async fn dashboard_counts(State(state): State<AppState>, body: Bytes) -> ApiResu
         };
         return Err(AppError::Validation { detail: vec![detail], body: Value::Object(fields.map.clone()) });
     }
-    let mut body = fields.filters(KEYS)?;
+    let mut body = fields.filters(RUN_AND_POOL_FILTERS)?;
     let task_runs = body.task_runs.get_or_insert_with(TaskRunFilter::default);
     let Some(after) = task_runs.start_time.as_ref().and_then(|s| s.after_.as_ref()) else {
         return Err(AppError::Detail(StatusCode::UNPROCESSABLE_ENTITY, "task_runs.start_time.after_ is required".into()));

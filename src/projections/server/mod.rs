@@ -175,7 +175,7 @@ pub async fn apply_client_batch(conn: &mut AnyConnection, dialect: Dialect, even
         }
         return Ok(());
     }
-    let task_events: Vec<RecordedEvent> = events.iter().filter(|e| e.stream.stream_type == StreamType::TaskRun).cloned().collect();
+    let task_events: Vec<&RecordedEvent> = events.iter().filter(|e| e.stream.stream_type == StreamType::TaskRun).collect();
     task_run_recorder::apply_batch(conn, dialect, &task_events).await
 }
 

@@ -276,9 +276,10 @@ async fn existing_rows(conn: &mut AnyConnection, dialect: Dialect, events: &[(Ta
 /// a newer state; every state is recorded. The batch reads the existing rows
 /// once, writes each task run once and inserts the states together, instead
 /// of three or four statements per event.
-pub(super) async fn apply_batch(conn: &mut AnyConnection, dialect: Dialect, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+pub(super) async fn apply_batch(conn: &mut AnyConnection, dialect: Dialect, events: &[&RecordedEvent]) -> Result<(), ProjectionError> {
     let parsed: Vec<(TaskRunEvent, &RecordedEvent)> = events
         .iter()
+        .copied()
         .filter_map(|e| Some((parse(e.payload.get("event")?, e.event_id)?, e)))
         .collect();
     if parsed.is_empty() {
