@@ -10,6 +10,7 @@
 //! - [`server_model`]: queries over the server read model, Prefect's JSON shapes.
 //! - [`api`]: the HTTP and WebSocket surface, one module per Prefect router.
 //! - [`replay`]: rebuilding a read model from the log.
+//! - [`worker_channel`]: the workers' WebSocket (heartbeats in, pool snapshots out).
 //! - [`startup`]: wiring it all into a running server.
 
 pub mod api;
@@ -30,3 +31,4 @@ pub mod services;
 pub mod startup;
 pub mod telemetry;
 pub mod time;
+pub mod worker_channel;

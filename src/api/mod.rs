@@ -23,6 +23,7 @@ mod ui;
 mod version_check;
 pub mod work_pools;
 pub mod work_queues;
+mod worker_channel;
 
 use std::sync::Arc;
 

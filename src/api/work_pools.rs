@@ -4,7 +4,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
@@ -33,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/work_pools/{name}/queues/filter", post(filter_queues))
         .route("/work_pools/{name}/queues/{queue}", get(read_queue).patch(update_queue).delete(delete_queue))
         .route("/work_pools/{name}/workers/heartbeat", post(heartbeat))
+        .route("/work_pools/{name}/workers/connect", any(super::worker_channel::connect))
         .route("/work_pools/{name}/workers/filter", post(filter_workers))
         .route("/work_pools/{name}/workers/{worker}", delete(delete_worker))
 }

@@ -13,3 +13,4 @@ mod handshake;
 mod replay;
 mod run_monitors;
 mod set_state_race;
+mod worker_channel;
