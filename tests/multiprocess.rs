@@ -1,7 +1,8 @@
 //! Scale-out on Postgres + NATS, with the real binary: two API-only
 //! processes (`--no-services`) and one `services` process. A subscriber on
 //! process A receives, in order and once, the events of a flow run driven
-//! through process B, and keeps receiving them after NATS restarts.
+//! through process B, and keeps receiving them after NATS restarts; a worker
+//! channel on A is pushed the pool changes made through B.
 
 mod support;
 
@@ -89,6 +90,34 @@ async fn read_events(ws: &mut Ws, n: usize) -> Vec<(String, String)> {
     got
 }
 
+/// Opens a worker channel on `pool` and reads past `worker.ready.v1`.
+async fn worker_channel(base: &str, pool: &str) -> Ws {
+    let mut req = format!("{base}/work_pools/{pool}/workers/connect").replacen("http://", "ws://", 1).into_client_request().unwrap();
+    req.headers_mut().insert("Sec-WebSocket-Protocol", "prefect".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::text(r#"{"type":"auth","token":null}"#)).await.unwrap();
+    ws.next().await.unwrap().unwrap();
+    let hello = json!({"type": "worker.hello.v1", "id": uuid::Uuid::now_v7(), "sent_at": "2026-11-23T20:00:00Z", "payload": {
+        "consumer_id": uuid::Uuid::now_v7(), "worker_name": "mp-worker", "worker_type": "process", "heartbeat_interval_seconds": 30,
+        "supported_channel_versions": ["work_pool_worker_channel.v1"],
+        "requested_capabilities": ["worker_heartbeat.v1", "work_pool_snapshot.v1"]}});
+    ws.send(Message::text(hello.to_string())).await.unwrap();
+    assert_eq!(next_text_json(&mut ws).await["type"], "worker.ready.v1");
+    ws
+}
+
+/// The next text frame as JSON (bounded by a deadline).
+async fn next_text_json(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("a frame in time").unwrap().unwrap();
+        if let Ok(text) = msg.to_text() {
+            if !text.is_empty() {
+                return serde_json::from_str(text).unwrap();
+            }
+        }
+    }
+}
+
 async fn run_flow(client: &reqwest::Client, base: &str, flow_id: &str) -> String {
     let run = post(client, format!("{base}/flow_runs/"), json!({"flow_id": flow_id})).await;
     let id = run["id"].as_str().unwrap().to_owned();
@@ -139,6 +168,15 @@ async fn a_subscriber_on_one_process_sees_runs_driven_through_another() {
         .map(|s| (format!("prefect.flow-run.{first}"), format!("prefect.flow-run.{s}")))
         .collect();
     assert_eq!(got, want);
+
+    // A worker channel on A is pushed a pool change made through B.
+    let pool = format!("mp-pool-{tag}");
+    post(&client, format!("{b}/work_pools/"), json!({"name": pool, "type": "process"})).await;
+    let mut channel = worker_channel(&a, &pool).await;
+    let resp = client.patch(format!("{b}/work_pools/{pool}")).json(&json!({"concurrency_limit": 4})).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    let snapshot = next_text_json(&mut channel).await;
+    assert_eq!((snapshot["type"].as_str(), snapshot["payload"]["work_pool"]["concurrency_limit"].as_i64()), (Some("work_pool.snapshot.v1"), Some(4)));
 
     // NATS goes away: writes still succeed (the log is the source of truth)...
     nats.kill();
