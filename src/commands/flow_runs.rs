@@ -17,7 +17,7 @@ use crate::server_events::{
     flow_run_state_event_type, FlowRunCreated, FlowRunRecord, RowUpdated, RunBookkeeping, StateSet, FLOW_RUN_CREATED,
     FLOW_RUN_DELETED, FLOW_RUN_UPDATED,
 };
-use crate::server_model::flow_runs::{read_flow_run_row, snapshot_from_row};
+use crate::server_model::flow_runs::{read_flow_run_row, read_flow_run_row_with_flow_name, snapshot_from_row};
 use crate::time::micros;
 
 /// `FlowRunCreate`.
@@ -130,15 +130,20 @@ fn bookkeeping(run: &FlowRunSnapshot) -> RunBookkeeping {
     }
 }
 
-/// Related resources of a flow run's events: its flow and its tags.
-async fn related_for(conn: &mut AnyConnection, dialect: Dialect, flow_id: &str, tags: &Value) -> ApiResult<Vec<Value>> {
+/// Related resources of a flow run's events: its flow and its tags. The
+/// flow's name is looked up unless the caller already read it.
+async fn related_for(conn: &mut AnyConnection, dialect: Dialect, flow_id: &str, flow_name: Option<String>, tags: &Value) -> ApiResult<Vec<Value>> {
     let mut related = Vec::new();
-    if let Some(row) = sqlx::query(&dialect.rewrite("SELECT name FROM flow WHERE id = $1"))
-        .bind(flow_id)
-        .fetch_optional(&mut *conn)
-        .await?
-    {
-        let name: String = row.try_get(0)?;
+    let flow_name = match flow_name {
+        Some(name) => Some(name),
+        None => sqlx::query(&dialect.rewrite("SELECT name FROM flow WHERE id = $1"))
+            .bind(flow_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|row| row.try_get::<String, _>(0))
+            .transpose()?,
+    };
+    if let Some(name) = flow_name {
         related.push(json!({"prefect.resource.id": format!("prefect.flow.{flow_id}"), "prefect.resource.role": "flow", "prefect.resource.name": name}));
     }
     for tag in tags.as_array().into_iter().flatten().filter_map(Value::as_str) {
@@ -155,14 +160,14 @@ async fn record_transition(
     dialect: Dialect,
     run_id: Uuid,
     run_name: &str,
-    flow_id: &str,
+    flow: (&str, Option<String>),
     tags: &Value,
     version: i64,
     initial: Option<&State>,
     outcome: &FlowTransitionOutcome,
 ) -> ApiResult<()> {
     let Some(state) = &outcome.written else { return Ok(()) };
-    let related = related_for(conn, dialect, flow_id, tags).await?;
+    let related = related_for(conn, dialect, flow.0, flow.1, tags).await?;
     let event = state_event("flow-run", run_id, run_name, related, outcome.run.run_count, initial, state);
     let payload = StateSet { state: state.clone(), run: bookkeeping(&outcome.run), event };
     let new_event = NewEvent::new(
@@ -171,7 +176,9 @@ async fn record_transition(
         state.timestamp,
         serde_json::to_value(payload).map_err(anyhow::Error::from)?,
     );
-    record(conn, dialect, StreamRef::new(StreamType::FlowRun, run_id), ExpectedVersion::Exact(version), vec![new_event]).await?;
+    // Every caller holds the run's stream lock (taken by its own read or by
+    // the append that created the run).
+    record(conn, dialect, StreamRef::new(StreamType::FlowRun, run_id), ExpectedVersion::Locked(version), vec![new_event]).await?;
     if let Some(parent) = outcome.run.parent_task_run_id {
         task_runs::mirror_subflow_state(conn, dialect, parent, run_id, state).await?;
     }
@@ -210,13 +217,14 @@ pub async fn create_in_tx(
     name_seed: u128,
     origin: RunOrigin,
 ) -> ApiResult<(Uuid, bool)> {
-    let flow = sqlx::query(&dialect.rewrite("SELECT labels FROM flow WHERE id = $1 AND workspace_id = $2"))
+    let flow = sqlx::query(&dialect.rewrite("SELECT labels, name FROM flow WHERE id = $1 AND workspace_id = $2"))
         .bind(body.flow_id.to_string())
         .bind(DEFAULT_WORKSPACE.to_string())
         .fetch_optional(&mut *conn)
         .await?
         .ok_or(AppError::Conflict)?;
     let flow_labels: String = flow.try_get(0)?;
+    let flow_name: String = flow.try_get(1)?;
     if let Some(key) = &body.idempotency_key {
         crate::eventlog::lock_key(conn, dialect, &format!("flow-run-idempotency:{}:{key}", body.flow_id)).await?;
         let existing = sqlx::query(&dialect.rewrite("SELECT id FROM flow_run WHERE flow_id = $1 AND idempotency_key = $2"))
@@ -303,7 +311,7 @@ pub async fn create_in_tx(
         api_version: (0, 8, 4),
         deployment_slots: None,
     });
-    record_transition(conn, dialect, id, &run_name, &body.flow_id.to_string(), &tags, 1, None, &outcome).await?;
+    record_transition(conn, dialect, id, &run_name, (&body.flow_id.to_string(), Some(flow_name)), &tags, 1, None, &outcome).await?;
     Ok((id, true))
 }
 
@@ -356,12 +364,13 @@ where
         Box::pin(async move {
             let stream = StreamRef::new(StreamType::FlowRun, id);
             lock_stream(conn, dialect, &stream).await?;
-            let row = read_flow_run_row(conn, dialect, &id.to_string())
+            let row = read_flow_run_row_with_flow_name(conn, dialect, &id.to_string())
                 .await?
                 .ok_or_else(|| AppError::not_found("Flow run"))?;
             let version: i64 = row.try_get("version")?;
             let name: String = row.try_get("name")?;
             let flow_id: String = row.try_get("flow_id")?;
+            let flow_name: Option<String> = row.try_get("flow_name").ok().flatten();
             let tags: Value = row
                 .try_get::<String, _>("tags")
                 .ok()
@@ -397,9 +406,9 @@ where
                 changes.insert("empirical_policy".into(), serde_json::to_value(&outcome.run.empirical_policy).map_err(anyhow::Error::from)?);
                 let payload = serde_json::to_value(RowUpdated { changes, updated: now }).map_err(anyhow::Error::from)?;
                 let event = NewEvent::new(Uuid::now_v7(), FLOW_RUN_UPDATED, now, payload);
-                record(conn, dialect, StreamRef::new(StreamType::FlowRun, id), ExpectedVersion::Exact(version), vec![event]).await?;
+                record(conn, dialect, StreamRef::new(StreamType::FlowRun, id), ExpectedVersion::Locked(version), vec![event]).await?;
             }
-            record_transition(conn, dialect, id, &name, &flow_id, &tags, version, initial.as_ref(), &outcome).await?;
+            record_transition(conn, dialect, id, &name, (&flow_id, flow_name), &tags, version, initial.as_ref(), &outcome).await?;
             Ok(Some(SetStateResult { outcome }))
         })
     })

@@ -95,6 +95,10 @@ pub enum ExpectedVersion {
     NoStream,
     /// The stream must be at exactly this version.
     Exact(i64),
+    /// The stream is at this version, read by the caller while already
+    /// holding the stream's lock in this transaction (`lock_stream`): the
+    /// append does not take the lock again. The version is still checked.
+    Locked(i64),
 }
 
 /// An event to append.

@@ -61,8 +61,9 @@ async fn already_appended(conn: &mut AnyConnection, dialect: Dialect, event_id: 
 }
 
 /// Appends `events` to `stream` inside the caller's transaction, after taking
-/// the stream lock and checking `expected`. Events whose id is already in the
-/// log are skipped (clients resend); the appended ones are returned.
+/// the stream lock (unless the caller holds it: [`ExpectedVersion::Locked`])
+/// and checking `expected`. Events whose id is already in the log are
+/// skipped (clients resend); the appended ones are returned.
 pub async fn append(
     conn: &mut AnyConnection,
     dialect: Dialect,
@@ -70,69 +71,79 @@ pub async fn append(
     expected: ExpectedVersion,
     events: Vec<NewEvent>,
 ) -> Result<Vec<RecordedEvent>, AppendError> {
-    lock_stream(conn, dialect, &stream).await?;
-    let mut version = stream_version(conn, dialect, &stream).await?;
-    let ok = match expected {
-        ExpectedVersion::Any => true,
-        ExpectedVersion::NoStream => version == 0,
-        ExpectedVersion::Exact(n) => version == n,
-    };
-    if !ok {
-        return Err(AppendError::WrongExpectedVersion { stream: stream.lock_key(), expected, actual: version });
+    if !matches!(expected, ExpectedVersion::Locked(_)) {
+        lock_stream(conn, dialect, &stream).await?;
     }
+    // The version the next event must get, when `expected` fixes it.
+    let mut required = match expected {
+        ExpectedVersion::Any => None,
+        ExpectedVersion::NoStream => Some(1),
+        ExpectedVersion::Exact(n) | ExpectedVersion::Locked(n) => Some(n + 1),
+    };
     let mut recorded = Vec::with_capacity(events.len());
     for ev in events {
         let event_id = ev.event_id;
-        // Insert first: the common case is a new event, and it then costs one
-        // round trip. Nothing is inserted when the event id is already in the
-        // log (a resend, skipped) or the version is taken; under the stream
-        // lock the latter means another writer got there first.
-        match insert(conn, dialect, stream, version + 1, ev).await? {
+        // One round trip in the common case: the INSERT computes the next
+        // version itself and checks it against `required`. Nothing is
+        // inserted when the event id is already in the log (a resend,
+        // skipped) or the stream is not at the expected version.
+        match insert(conn, dialect, stream, required, ev).await? {
             Some(event) => {
-                version += 1;
+                required = Some(event.stream_version + 1);
                 recorded.push(event);
             }
             None if already_appended(conn, dialect, event_id).await? => continue,
-            None => return Err(AppendError::WrongExpectedVersion { stream: stream.lock_key(), expected, actual: version + 1 }),
+            None => {
+                let actual = stream_version(conn, dialect, &stream).await?;
+                return Err(AppendError::WrongExpectedVersion { stream: stream.lock_key(), expected, actual });
+            }
         }
     }
     Ok(recorded)
 }
 
 /// Appends the one event of a single-event stream (a client event keyed by
-/// its own id): no lock and no version lookup are needed, since the stream
-/// can only ever hold this event; a resend is absorbed by the unique indexes.
-/// Returns `None` when the event was already in the log.
+/// its own id): no lock is needed, since the stream can only ever hold this
+/// event; a resend is absorbed by the unique indexes. Returns `None` when
+/// the event was already in the log.
 pub async fn append_singleton(
     conn: &mut AnyConnection,
     dialect: Dialect,
     stream: StreamRef,
     event: NewEvent,
 ) -> Result<Option<RecordedEvent>, AppendError> {
-    Ok(insert(conn, dialect, stream, 1, event).await?)
+    Ok(insert(conn, dialect, stream, Some(1), event).await?)
 }
 
-/// Inserts one event at `version`; an event id (or stream version) already
-/// present leaves the log unchanged and returns `None`.
+/// Inserts one event at the stream's next version, which the statement reads
+/// itself (under the stream lock, or guarded by the unique index); with
+/// `required`, only if that next version is `required`. An event id or
+/// version already present, or another version than `required`, leaves the
+/// log unchanged and returns `None`.
 async fn insert(
     conn: &mut AnyConnection,
     dialect: Dialect,
     stream: StreamRef,
-    version: i64,
+    required: Option<i64>,
     ev: NewEvent,
 ) -> Result<Option<RecordedEvent>, sqlx::Error> {
     let sql = match dialect {
         Dialect::Postgres => "INSERT INTO es_events (event_id, stream_type, stream_id, stream_version, event_type, workspace_id, occurred, correlation_id, causation_id, payload) \
-             VALUES ($1::uuid, $2, $3::uuid, $4, $5, $6::uuid, $7::timestamptz, $8::uuid, $9::uuid, $10::json) \
-             ON CONFLICT DO NOTHING RETURNING position, tx_id::text::bigint AS tx_id",
+             SELECT $1::uuid, $2, $3::uuid, v.next, $5, $6::uuid, $7::timestamptz, $8::uuid, $9::uuid, $10::json \
+             FROM (SELECT COALESCE(MAX(stream_version), 0) + 1 AS next FROM es_events WHERE stream_type = $2 AND stream_id = $3::uuid) v \
+             WHERE $4::bigint < 0 OR v.next = $4::bigint \
+             ON CONFLICT DO NOTHING RETURNING position, tx_id::text::bigint AS tx_id, stream_version",
         Dialect::Sqlite => "INSERT INTO es_events (event_id, stream_type, stream_id, stream_version, event_type, workspace_id, occurred, correlation_id, causation_id, payload) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING RETURNING position, tx_id",
+             SELECT ?1, ?2, ?3, v.next, ?5, ?6, ?7, ?8, ?9, ?10 \
+             FROM (SELECT COALESCE(MAX(stream_version), 0) + 1 AS next FROM es_events WHERE stream_type = ?2 AND stream_id = ?3) v \
+             WHERE ?4 < 0 OR v.next = ?4 \
+             ON CONFLICT DO NOTHING RETURNING position, tx_id, stream_version",
     };
     let row = sqlx::query(sql)
         .bind(ev.event_id.to_string())
         .bind(stream.stream_type.as_str())
         .bind(stream.id.to_string())
-        .bind(version)
+        .bind(required.unwrap_or(-1))
         .bind(ev.event_type.as_str())
         .bind(DEFAULT_WORKSPACE.to_string())
         .bind(fmt_ts(ev.occurred))
@@ -142,6 +153,7 @@ async fn insert(
         .fetch_optional(&mut *conn)
         .await?;
     let Some(row) = row else { return Ok(None) };
+    let version = row.try_get("stream_version")?;
     Ok(Some(RecordedEvent::appended(ev, stream, version, row.try_get("position")?, row.try_get("tx_id")?)))
 }
 

@@ -139,19 +139,22 @@ pub async fn store_all(conn: &mut AnyConnection, dialect: Dialect, events: &[(St
 
 /// Reads a follower's checkpoint (creating it at the start of the log).
 /// On Postgres the row is locked for the transaction, fencing off a second
-/// instance of the same follower.
+/// instance of the same follower. The row exists after the first call, so
+/// the common case is the one locking read.
 pub async fn load_checkpoint(conn: &mut AnyConnection, dialect: Dialect, name: &str) -> Result<Cursor, sqlx::Error> {
-    sqlx::query(&dialect.rewrite("INSERT INTO es_checkpoints (name, tx_id, position) VALUES ($1, 0, 0) ON CONFLICT DO NOTHING"))
-        .bind(name)
-        .execute(&mut *conn)
-        .await?;
     let lock = if dialect == Dialect::Postgres { " FOR UPDATE" } else { "" };
-    let row = sqlx::query(&dialect.rewrite(&format!(
+    let select = dialect.rewrite(&format!(
         "SELECT CAST(tx_id AS BIGINT) AS tx_id, CAST(position AS BIGINT) AS position FROM es_checkpoints WHERE name = $1{lock}"
-    )))
-    .bind(name)
-    .fetch_one(&mut *conn)
-    .await?;
+    ));
+    let mut row = sqlx::query(&select).bind(name).fetch_optional(&mut *conn).await?;
+    if row.is_none() {
+        sqlx::query(&dialect.rewrite("INSERT INTO es_checkpoints (name, tx_id, position) VALUES ($1, 0, 0) ON CONFLICT DO NOTHING"))
+            .bind(name)
+            .execute(&mut *conn)
+            .await?;
+        row = Some(sqlx::query(&select).bind(name).fetch_one(&mut *conn).await?);
+    }
+    let row = row.ok_or(sqlx::Error::RowNotFound)?;
     Ok(Cursor { tx_id: row.try_get("tx_id")?, position: row.try_get("position")? })
 }
 

@@ -8,6 +8,7 @@ mod dashboard;
 mod deployments;
 mod events;
 mod events_in;
+mod eventlog_append;
 mod flow_runs;
 mod handshake;
 mod replay;
