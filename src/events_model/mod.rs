@@ -4,6 +4,7 @@
 pub mod count_by;
 pub mod event_row;
 pub mod filter;
+pub mod handoff;
 pub mod matcher;
 pub mod page_token;
 pub mod projector;

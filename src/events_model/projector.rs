@@ -6,6 +6,10 @@
 use serde_json::{json, Map, Value};
 use sqlx::{AnyConnection, Row};
 
+use std::sync::Arc;
+
+use super::handoff::{ProjectedBatch, RecentBatches};
+use crate::broker::LiveEvent;
 use crate::db::{bind_all, Bind, Db, Dialect};
 use crate::eventlog::{read_after, Cursor, RecordedEvent};
 use crate::time::{fmt_ts, parse_ts};
@@ -171,6 +175,12 @@ pub async fn save_checkpoint(conn: &mut AnyConnection, dialect: Dialect, name: &
 /// Projects the next batch of up to `limit` log entries. Returns how many
 /// log entries were consumed (0 when caught up).
 pub async fn project_batch(db: &Db, limit: i64) -> Result<usize, sqlx::Error> {
+    project_batch_for(db, limit, None).await
+}
+
+/// [`project_batch`], keeping the committed batch's Prefect events in
+/// `recent` for this process's relay.
+pub async fn project_batch_for(db: &Db, limit: i64, recent: Option<&RecentBatches>) -> Result<usize, sqlx::Error> {
     let mut tx = db.begin_write().await?;
     let cursor = load_checkpoint(&mut tx, db.dialect, CHECKPOINT).await?;
     let batch = read_after(&mut tx, db.dialect, cursor, limit).await?;
@@ -179,10 +189,26 @@ pub async fn project_batch(db: &Db, limit: i64) -> Result<usize, sqlx::Error> {
         return Ok(0);
     };
     let last = Cursor { tx_id: last.tx_id, position: last.position };
-    let events: Vec<(String, i64, Value)> = batch.iter().filter_map(|ev| Some((ev.workspace_id.to_string(), ev.position, prefect_event(ev)?))).collect();
+    let mut sources: Vec<&RecordedEvent> = Vec::with_capacity(batch.len());
+    let events: Vec<(String, i64, Value)> = batch
+        .iter()
+        .filter_map(|ev| {
+            let e = prefect_event(ev)?;
+            sources.push(ev);
+            Some((ev.workspace_id.to_string(), ev.position, e))
+        })
+        .collect();
     store_all(&mut tx, db.dialect, &events).await?;
     save_checkpoint(&mut tx, db.dialect, CHECKPOINT, last).await?;
     tx.commit().await?;
     tracing::debug!(events = batch.len(), position = last.position, "events projector batch");
+    if let Some(recent) = recent {
+        let events = sources
+            .into_iter()
+            .zip(events)
+            .map(|(ev, (_, _, e))| LiveEvent { cursor: Cursor { tx_id: ev.tx_id, position: ev.position }, event_id: ev.event_id, event: Arc::new(e) })
+            .collect();
+        recent.push(ProjectedBatch { after: cursor, last, covered: batch.len(), events });
+    }
     Ok(batch.len())
 }

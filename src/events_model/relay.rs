@@ -10,22 +10,29 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::Row;
+
 use crate::broker::{Broker, LiveEvent};
 use crate::db::Db;
 use crate::eventlog::{read_after, Cursor};
 
+use super::handoff::RecentBatches;
 use super::projector::{load_checkpoint, prefect_event, save_checkpoint, CHECKPOINT};
 
 fn relay_checkpoint(broker: &dyn Broker) -> String {
     format!("relay:{}", broker.name())
 }
 
-/// The projector's position: the relay never goes past it.
+/// The projector's committed position: the relay never goes past it. A
+/// plain read: it must not wait for a projector batch in flight (that batch
+/// then reaches the relay from memory), nor take SQLite's writer.
 async fn projected_up_to(db: &Db) -> Result<Cursor, sqlx::Error> {
-    let mut tx = db.begin_write().await?;
-    let c = load_checkpoint(&mut tx, db.dialect, CHECKPOINT).await?;
-    tx.rollback().await?;
-    Ok(c)
+    let sql = db.q("SELECT CAST(tx_id AS BIGINT) AS tx_id, CAST(position AS BIGINT) AS position FROM es_checkpoints WHERE name = $1");
+    let row = sqlx::query(&sql).bind(CHECKPOINT).fetch_optional(db.reader()).await?;
+    Ok(match row {
+        Some(row) => Cursor { tx_id: row.try_get("tx_id")?, position: row.try_get("position")? },
+        None => Cursor::default(),
+    })
 }
 
 /// Where to start: the in-process broker only serves live subscribers, so it
@@ -43,8 +50,14 @@ pub async fn starting_cursor(db: &Db, broker: &dyn Broker) -> anyhow::Result<Cur
 }
 
 /// Relays the next batch after `cursor`; returns the new cursor and how many
-/// log entries it covered.
-pub async fn relay_batch(db: &Db, broker: &dyn Broker, cursor: Cursor, limit: i64) -> anyhow::Result<(Cursor, usize)> {
+/// log entries it covered. A batch this process's projector just committed
+/// is taken from `recent` rather than read from the log again.
+pub async fn relay_batch(db: &Db, broker: &dyn Broker, cursor: Cursor, limit: i64, recent: Option<&RecentBatches>) -> anyhow::Result<(Cursor, usize)> {
+    if let Some(batch) = recent.and_then(|r| r.take_after(cursor)) {
+        let live: Vec<LiveEvent> = batch.events.into_iter().filter(|e| fits_live_delivery(broker, e)).collect();
+        publish(db, broker, &live, batch.last).await?;
+        return Ok((batch.last, batch.covered));
+    }
     let ceiling = projected_up_to(db).await?;
     if ceiling <= cursor {
         return Ok((cursor, 0));
@@ -66,8 +79,15 @@ pub async fn relay_batch(db: &Db, broker: &dyn Broker, cursor: Cursor, limit: i6
         })
         .filter(|e| fits_live_delivery(broker, e))
         .collect();
+    publish(db, broker, &live, next).await?;
+    Ok((next, batch.len()))
+}
+
+/// Publishes a batch and, for a broker that outlives this process, moves the
+/// relay's checkpoint to `next`.
+async fn publish(db: &Db, broker: &dyn Broker, live: &[LiveEvent], next: Cursor) -> anyhow::Result<()> {
     if !live.is_empty() {
-        broker.publish(&live).await?;
+        broker.publish(live).await?;
     }
     if broker.name() != "memory" {
         let mut tx = db.begin_write().await?;
@@ -75,7 +95,7 @@ pub async fn relay_batch(db: &Db, broker: &dyn Broker, cursor: Cursor, limit: i6
         save_checkpoint(&mut tx, db.dialect, &relay_checkpoint(broker), next).await?;
         tx.commit().await?;
     }
-    Ok((next, batch.len()))
+    Ok(())
 }
 
 /// NATS refuses messages over its `max_payload` (1 MiB by default) while

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::handoff::RecentBatches;
 use super::{projector, relay};
 use crate::broker::Broker;
 use crate::db::Db;
@@ -16,13 +17,13 @@ const BATCH: i64 = 1000;
 
 /// Runs the projector until the task is dropped; signals `projected` after
 /// every batch.
-pub async fn run_projector(db: Db, projected: Arc<Notify>) {
+pub async fn run_projector(db: Db, projected: Arc<Notify>, recent: Arc<RecentBatches>) {
     loop {
         // Registered before the batch, so a commit during it is not missed.
         let notified = db.appended.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match projector::project_batch(&db, BATCH).await {
+        match projector::project_batch_for(&db, BATCH, Some(&recent)).await {
             Ok(n) if n > 0 => {
                 projected.notify_waiters();
                 if n as i64 == BATCH {
@@ -41,7 +42,7 @@ pub async fn run_projector(db: Db, projected: Arc<Notify>) {
 }
 
 /// Runs the relay until the task is dropped.
-pub async fn run_relay(db: Db, broker: Arc<dyn Broker>, projected: Arc<Notify>) {
+pub async fn run_relay(db: Db, broker: Arc<dyn Broker>, projected: Arc<Notify>, recent: Arc<RecentBatches>) {
     let mut cursor = loop {
         match relay::starting_cursor(&db, broker.as_ref()).await {
             Ok(c) => break c,
@@ -55,7 +56,7 @@ pub async fn run_relay(db: Db, broker: Arc<dyn Broker>, projected: Arc<Notify>) 
         let notified = projected.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match relay::relay_batch(&db, broker.as_ref(), cursor, BATCH).await {
+        match relay::relay_batch(&db, broker.as_ref(), cursor, BATCH, Some(&recent)).await {
             Ok((next, n)) => {
                 cursor = next;
                 if n > 0 {

@@ -26,8 +26,10 @@ use crate::events_model::service::{run_projector, run_relay};
 pub fn spawn_all(db: &Db, broker: Arc<dyn Broker>, settings: &Settings) -> JoinSet<()> {
     let mut set = JoinSet::new();
     let projected = Arc::new(Notify::new());
-    set.spawn(run_projector(db.clone(), projected.clone()));
-    set.spawn(run_relay(db.clone(), broker, projected));
+    // The relay publishes the projector's batches straight from memory.
+    let recent = Arc::new(crate::events_model::handoff::RecentBatches::new());
+    set.spawn(run_projector(db.clone(), projected.clone(), recent.clone()));
+    set.spawn(run_relay(db.clone(), broker, projected, recent));
     set.spawn(retention::run(db.clone(), settings.events_retention));
     let mut names = vec!["events projector", "event relay", "events retention"];
     let s = &settings.services;
