@@ -305,11 +305,19 @@ fn python_json_error(s: &str, e: &serde_json::Error) -> String {
     // Python's `char` is the 0-based character offset of (line, column).
     let line_start: usize = s.split('\n').take(line.saturating_sub(1)).map(|l| l.chars().count() + 1).sum();
     let mut column = column.max(1);
-    if what == "Expecting value" && !text.starts_with("EOF") {
+    let chars: Vec<char> = s.chars().collect();
+    if what == "Expecting value" {
         // serde stops inside a bad literal (`nope`, `-x`); Python points at its start.
-        let chars: Vec<char> = s.chars().collect();
         while column > 1 && chars.get(line_start + column - 2).is_some_and(|c| c.is_ascii_alphabetic() || *c == '-') {
             column -= 1;
+        }
+    } else if what.starts_with("Unterminated string") {
+        // Python points at the opening quote: the last unescaped `"`.
+        let opening = (0..chars.len()).rev().find(|&i| chars[i] == '"' && chars[..i].iter().rev().take_while(|c| **c == '\\').count() % 2 == 0);
+        if let Some(i) = opening {
+            let line_no = chars[..i].iter().filter(|c| **c == '\n').count() + 1;
+            let start = chars[..i].iter().rposition(|c| *c == '\n').map_or(0, |p| p + 1);
+            return format!("{what}: line {line_no} column {} (char {i})", i - start + 1);
         }
     }
     format!("{what}: line {} column {column} (char {})", line.max(1), line_start + column - 1)
@@ -368,6 +376,19 @@ mod tests {
         assert_eq!(err.to_string(), "Invalid JSON: Expecting value: line 1 column 1 (char 0)");
         let err = run(json!({"x": {"__prefect_kind": "json", "value": "{\"a\" 1}"}})).unwrap_err();
         assert_eq!(err.to_string(), "Invalid JSON: Expecting ':' delimiter: line 1 column 6 (char 5)");
+        // Each as Python's json.loads words it.
+        for (text, msg) in [
+            ("[1, nope]", "Expecting value: line 1 column 5 (char 4)"),
+            ("{\"a\": 1,}", "Expecting property name enclosed in double quotes: line 1 column 9 (char 8)"),
+            ("{\"a\": ", "Expecting value: line 1 column 7 (char 6)"),
+            ("\"abc", "Unterminated string starting at: line 1 column 1 (char 0)"),
+            ("-x", "Expecting value: line 1 column 1 (char 0)"),
+            ("nul", "Expecting value: line 1 column 1 (char 0)"),
+            ("{bad", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        ] {
+            let err = run(json!({"x": {"__prefect_kind": "json", "value": text}})).unwrap_err();
+            assert_eq!(err.to_string(), format!("Invalid JSON: {msg}"), "{text}");
+        }
     }
 
     #[test]
@@ -426,7 +447,10 @@ mod tests {
         let err = run(json!({"x": {"__prefect_kind": "jinja", "template": "{% for i in range(101) %}{% endfor %}"}})).unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("Invalid jinja: Failed to render template due to the following error: "), "{msg}");
-        assert!(msg.contains("Range too big"), "{msg}");
+        assert_eq!(
+            msg,
+            "Invalid jinja: Failed to render template due to the following error: OverflowError('Range too big. The sandbox blocks ranges larger than MAX_TEMPLATE_RANGE=100.')"
+        );
         assert!(run(json!({"x": {"__prefect_kind": "jinja", "template": "{{ range(100) | length }}"}})).is_ok());
     }
 
