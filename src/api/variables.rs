@@ -85,7 +85,7 @@ struct FilterBody {
     #[serde(default)]
     variables: Option<Value>,
     #[serde(default)]
-    sort: Option<VariableSort>,
+    sort: Option<Value>,
     #[serde(default)]
     limit: Option<i64>,
     #[serde(default)]
@@ -102,7 +102,7 @@ async fn filter(State(state): State<AppState>, AppJson(body): AppJson<Option<Fil
     let (cond, mut binds) = filter_where(&state, body.variables.as_ref())?;
     binds.push(Bind::Int(limit));
     binds.push(Bind::Int(offset));
-    let order = body.sort.unwrap_or_default().order_by("t");
+    let order = parse_sort(body.sort)?.order_by("t");
     let sql = format!(
         "SELECT {} FROM variable t WHERE {cond} ORDER BY {order} LIMIT ${} OFFSET ${}",
         VARIABLE.select_list("t"),
@@ -112,6 +112,26 @@ async fn filter(State(state): State<AppState>, AppJson(body): AppJson<Option<Fil
     let sql = state.db.q(&sql);
     let rows = crate::db::bind_all(sqlx::query(&sql), &binds).fetch_all(state.db.reader()).await?;
     Ok(Json(rows.iter().map(|r| variable_json(VARIABLE.row_json(r))).collect()))
+}
+
+/// `VariableSort` (default `NAME_ASC`); anything else is pydantic's enum error.
+fn parse_sort(sort: Option<Value>) -> ApiResult<VariableSort> {
+    match &sort {
+        None | Some(Value::Null) => Ok(VariableSort::default()),
+        Some(Value::String(s)) if VariableSort::parse(s).is_ok() => Ok(VariableSort::parse(s).unwrap_or_default()),
+        Some(other) => {
+            let expected = VariableSort::ALL.iter().map(|v| format!("'{}'", v.as_str())).collect::<Vec<_>>();
+            let (last, rest) = expected.split_last().expect("VariableSort has options");
+            let expected = format!("{} or {last}", rest.join(", "));
+            Err(AppError::Validation {
+                detail: vec![serde_json::json!({
+                    "type": "enum", "loc": ["body", "sort"], "msg": format!("Input should be {expected}"),
+                    "input": other, "ctx": {"expected": expected},
+                })],
+                body: Value::Null,
+            })
+        }
+    }
 }
 
 async fn count_variables(State(state): State<AppState>, AppJson(body): AppJson<Option<FilterBody>>) -> ApiResult<Json<i64>> {

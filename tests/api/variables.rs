@@ -85,6 +85,7 @@ both_backends!(variables_answer_like_prefect, |app: TestApp| async move {
     assert_eq!(names(&either), ["beta", "gamma_1"]);
     let (status, body) = app.post("/variables/filter", json!({"sort": "SIDEWAYS"})).await;
     assert_eq!(status, 422, "{body}");
+    assert_eq!(body["exception_detail"][0]["msg"], json!("Input should be 'CREATED_DESC', 'UPDATED_DESC', 'NAME_DESC' or 'NAME_ASC'"));
     let (status, _) = app.post("/variables/filter", json!({"variables": {"colour": {"any_": ["x"]}}})).await;
     assert_eq!(status, 422);
     let (_, n) = app.post("/variables/count", json!({"variables": {"tags": {"all_": ["x"]}}})).await;
