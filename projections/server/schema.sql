@@ -249,3 +249,16 @@ CREATE TABLE IF NOT EXISTS deployment_schedule (
 CREATE INDEX IF NOT EXISTS ix_deployment_schedule__deployment_id ON deployment_schedule (deployment_id);
 CREATE INDEX IF NOT EXISTS ix_flow_run__deployment_id ON flow_run (deployment_id, state_type);
 CREATE INDEX IF NOT EXISTS ix_flow_run__work_queue_id ON flow_run (work_queue_id, state_type, next_scheduled_start_time);
+
+-- Workspace variables (Prefect's `variables` router); `value` is JSON text.
+CREATE TABLE IF NOT EXISTS variable (
+    id              TEXT PRIMARY KEY,
+    workspace_id    TEXT NOT NULL,
+    created         TEXT NOT NULL,
+    updated         TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    value           TEXT,
+    tags            TEXT NOT NULL DEFAULT '[]',
+    version         BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_variable__workspace_name ON variable (workspace_id, name);

@@ -292,7 +292,11 @@ async fn create_flow_runs(State(state): State<AppState>, Path(id): Path<String>,
     for run in body {
         match cmd::create_flow_run(&state.db, id, run, Uuid::new_v4().as_u128()).await {
             Ok((run_id, _)) => results.push(json!({"flow_run_id": run_id, "status": "CREATED", "error": null})),
-            Err(AppError::Detail(_, reason)) => results.push(json!({"flow_run_id": null, "status": "FAILED", "error": reason})),
+            Err(AppError::Detail(_, reason)) => {
+                // Prefect's bulk route reports a hydration error by its bare message.
+                let reason = reason.strip_prefix("Error hydrating flow run parameters: ").map(str::to_owned).unwrap_or(reason);
+                results.push(json!({"flow_run_id": null, "status": "FAILED", "error": reason}))
+            }
             Err(e) => return Err(e),
         }
     }

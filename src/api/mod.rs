@@ -20,6 +20,7 @@ mod run_states;
 pub mod task_run_states;
 pub mod task_runs;
 mod ui;
+pub mod variables;
 mod version_check;
 pub mod work_pools;
 pub mod work_queues;
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(work_pools::router())
         .merge(work_queues::router())
         .merge(automations::router())
+        .merge(variables::router())
         .layer(axum::middleware::from_fn(version_check::enforce_minimum_api_version))
         .fallback(not_found)
         // Outside Prefect's routers, so not subject to the version check.

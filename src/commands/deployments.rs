@@ -420,7 +420,7 @@ pub async fn update_deployment(db: &Db, id: Uuid, body: Map<String, Value>) -> A
     positive_limit(&["body", "concurrency_limit"], body.get("concurrency_limit").and_then(Value::as_i64))?;
     let dialect = db.dialect;
     write(db, move |conn| {
-        let body = body.clone();
+        let mut body = body.clone();
         let sent = sent.clone();
         let parsed = parsed.clone();
         Box::pin(async move {
@@ -433,6 +433,11 @@ pub async fn update_deployment(db: &Db, id: Uuid, body: Map<String, Value>) -> A
                 }
                 None => None,
             };
+            // Prefect stores the hydrated parameters, checked against the schema.
+            if let Some(Value::Object(p)) = body.get("parameters") {
+                let hydrated = hydrate_parameters(conn, dialect, p.clone(), "deployment").await?;
+                body.insert("parameters".into(), Value::Object(hydrated));
+            }
             check_default_parameters(&current, &body)?;
             let mut changes = Map::new();
             for (k, v) in &body {
@@ -465,6 +470,24 @@ pub async fn update_deployment(db: &Db, id: Uuid, body: Map<String, Value>) -> A
         })
     })
     .await
+}
+
+/// Prefect's `hydrate(parameters, ctx)` with a context that raises on error,
+/// renders jinja and reads the workspace's variables (only when there is
+/// something to hydrate). A failure is Prefect's 400 "Error hydrating
+/// <what> parameters: ...".
+pub async fn hydrate_parameters(conn: &mut AnyConnection, dialect: Dialect, parameters: Map<String, Value>, what: &str) -> ApiResult<Map<String, Value>> {
+    use crate::orchestration::hydration::{hydrate, needs_hydration, HydrationContext};
+    if !parameters.values().any(needs_hydration) && !parameters.contains_key("__prefect_kind") {
+        return Ok(parameters);
+    }
+    let ctx = HydrationContext { workspace_variables: super::variables::values_by_name(conn, dialect).await? };
+    match hydrate(&parameters, &ctx) {
+        Ok(Value::Object(m)) => Ok(m),
+        // Only a top-level `__prefect_kind` can hydrate to a non-object.
+        Ok(_) => Ok(Map::new()),
+        Err(e) => Err(AppError::Detail(axum::http::StatusCode::BAD_REQUEST, format!("Error hydrating {what} parameters: {e}"))),
+    }
 }
 
 /// Prefect's check of a deployment's default parameters on update: when the
@@ -690,6 +713,7 @@ pub async fn create_flow_run(db: &Db, deployment_id: Uuid, body: DeploymentFlowR
                 .ok_or_else(|| AppError::Detail(axum::http::StatusCode::NOT_FOUND, "Deployment not found".into()))?;
             let mut parameters = deployment.get("parameters").and_then(Value::as_object).cloned().unwrap_or_default();
             parameters.extend(body.parameters.clone());
+            let parameters = hydrate_parameters(conn, dialect, parameters, "flow run").await?;
             let enforce = body
                 .enforce_parameter_schema
                 .unwrap_or_else(|| deployment.get("enforce_parameter_schema").and_then(Value::as_bool).unwrap_or(true));

@@ -21,6 +21,7 @@ fn kind(stream_type: StreamType) -> &'static str {
         StreamType::Worker => "worker",
         StreamType::Deployment => "deployment",
         StreamType::DeploymentSchedule => "deployment-schedule",
+        StreamType::Variable => "variable",
         _ => "document",
     }
 }

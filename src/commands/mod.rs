@@ -12,6 +12,7 @@ pub mod logs;
 pub mod names;
 pub mod schedule_patch;
 pub mod task_runs;
+pub mod variables;
 pub mod work_pools;
 
 use std::time::Duration;

@@ -32,6 +32,7 @@ pub enum StreamType {
     Worker,
     Deployment,
     DeploymentSchedule,
+    Variable,
 }
 
 impl StreamType {
@@ -47,6 +48,7 @@ impl StreamType {
             StreamType::Worker => "worker",
             StreamType::Deployment => "deployment",
             StreamType::DeploymentSchedule => "deployment_schedule",
+            StreamType::Variable => "variable",
         }
     }
 
@@ -62,6 +64,7 @@ impl StreamType {
             StreamType::Worker,
             StreamType::Deployment,
             StreamType::DeploymentSchedule,
+            StreamType::Variable,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)

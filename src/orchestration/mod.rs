@@ -3,6 +3,7 @@
 //! run's bookkeeping. No I/O: commands load what the rules need first.
 
 pub mod flow_policy;
+pub mod hydration;
 pub mod outcome;
 pub mod parameters;
 pub mod states;

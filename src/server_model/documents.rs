@@ -1,5 +1,5 @@
 //! Configuration objects (work pools, work queues, workers, deployments,
-//! deployment schedules) are "documents": a row whose columns map one to one
+//! deployment schedules, variables) are "documents": a row whose columns map one to one
 //! to fields of Prefect's JSON. One descriptor per table drives the insert,
 //! the partial update and the row → JSON read, so each object does not need
 //! its own hand-written column plumbing.
@@ -125,6 +125,12 @@ pub const DEPLOYMENT_SCHEDULE: Table = Table {
         f("parameters", Json),
         f("slug", Text),
     ],
+};
+
+/// A workspace variable (Prefect's `variables` router): `value` is any JSON.
+pub const VARIABLE: Table = Table {
+    name: "variable",
+    fields: &[f("name", Text), f("value", Json), f("tags", Json)],
 };
 
 impl Table {

@@ -79,6 +79,28 @@ fn terms(t: &str, keys: &[(&str, bool)]) -> String {
 }
 
 sort_enum!(
+    /// `VariableSort`; the `/variables/filter` default is `NAME_ASC`.
+    VariableSort, default NameAsc, {
+        CreatedDesc => "CREATED_DESC",
+        UpdatedDesc => "UPDATED_DESC",
+        NameDesc => "NAME_DESC",
+        NameAsc => "NAME_ASC",
+    }
+);
+
+impl VariableSort {
+    /// `ORDER BY` terms (without the keywords) for the `variable` table alias `t`.
+    pub fn order_by(self, t: &str) -> String {
+        match self {
+            VariableSort::CreatedDesc => terms(t, &[("{t}.created", true)]),
+            VariableSort::UpdatedDesc => terms(t, &[("{t}.updated", true)]),
+            VariableSort::NameAsc => terms(t, &[("{t}.name", false)]),
+            VariableSort::NameDesc => terms(t, &[("{t}.name", true)]),
+        }
+    }
+}
+
+sort_enum!(
     /// `FlowSort`; the `/flows/filter` default is `NAME_ASC`.
     FlowSort, default NameAsc, {
         CreatedDesc => "CREATED_DESC",

@@ -14,4 +14,5 @@ mod handshake;
 mod replay;
 mod run_monitors;
 mod set_state_race;
+mod variables;
 mod worker_channel;

@@ -1,5 +1,5 @@
 //! Document rows (work pools, work queues, workers, deployments, deployment
-//! schedules): one generic insert / update / delete driven by the table
+//! schedules, variables): one generic insert / update / delete driven by the table
 //! descriptors in `server_model::documents`, plus the cascades Prefect's
 //! foreign keys perform when a document is deleted.
 
@@ -9,7 +9,7 @@ use super::{exec, payload, ProjectionError};
 use crate::db::{Bind, Dialect};
 use crate::eventlog::{RecordedEvent, StreamType};
 use crate::server_events::{DocumentCreated, DocumentUpdated};
-use crate::server_model::documents::{bind, Table, DEPLOYMENT, DEPLOYMENT_SCHEDULE, WORKER, WORK_POOL, WORK_QUEUE};
+use crate::server_model::documents::{bind, Table, DEPLOYMENT, DEPLOYMENT_SCHEDULE, VARIABLE, WORKER, WORK_POOL, WORK_QUEUE};
 use crate::time::fmt_ts;
 
 pub(super) fn table_of(stream_type: StreamType) -> Option<&'static Table> {
@@ -19,6 +19,7 @@ pub(super) fn table_of(stream_type: StreamType) -> Option<&'static Table> {
         StreamType::Worker => &WORKER,
         StreamType::Deployment => &DEPLOYMENT,
         StreamType::DeploymentSchedule => &DEPLOYMENT_SCHEDULE,
+        StreamType::Variable => &VARIABLE,
         _ => return None,
     })
 }

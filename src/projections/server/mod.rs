@@ -39,6 +39,7 @@ pub const TABLES: &[&str] = &[
     "worker",
     "work_queue",
     "work_pool",
+    "variable",
     "flow",
 ];
 

@@ -1,5 +1,5 @@
 //! Filters on documents (`DeploymentFilter`, `WorkPoolFilter`,
-//! `WorkQueueFilter`, `WorkerFilter`) compiled from their JSON by one table
+//! `WorkQueueFilter`, `WorkerFilter`, `VariableFilter`) compiled from their JSON by one table
 //! of fields and allowed operators, rather than one struct per criterion.
 //! Like Prefect's pydantic models, unknown keys are a 422.
 
@@ -47,6 +47,12 @@ pub const DEPLOYMENT_FILTER: &[FieldSpec] = &[
     spec("work_queue_id", "work_queue_id", Uuid, &["any_"]),
     spec("concurrency_limit", "concurrency_limit", Int, &["ge_", "le_", "is_null_"]),
     spec("flow_id", "flow_id", Uuid, &["any_"]),
+];
+
+pub const VARIABLE_FILTER: &[FieldSpec] = &[
+    spec("id", "id", Uuid, &["any_"]),
+    spec("name", "name", Text, &["any_", "like_"]),
+    spec("tags", "tags", Tags, &["all_", "is_null_", "operator"]),
 ];
 
 pub const WORK_POOL_FILTER: &[FieldSpec] = &[
