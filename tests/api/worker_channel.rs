@@ -94,6 +94,11 @@ both_backends!(a_connected_worker_heartbeats_and_gets_pool_snapshots, |app: Test
     assert_eq!(p["initial_snapshot"]["work_pool"], pool);
     assert_eq!(pool["base_job_template"], template);
     assert_eq!(pool["status"], "READY");
+    // Filling the template was a pool update: as in Prefect, it is pushed
+    // as the next snapshot.
+    let snapshot = next_json(&mut ws).await;
+    assert_eq!((snapshot["type"].clone(), snapshot["payload"]["snapshot_sequence"].clone(), snapshot["payload"]["reason"].clone()), (json!("work_pool.snapshot.v1"), json!(2), json!("work_pool_updated")));
+    assert_eq!(snapshot["payload"]["work_pool"]["base_job_template"], template);
     let (_, workers) = app.post("/work_pools/wc/workers/filter", json!({})).await;
     assert_eq!((workers[0]["name"].clone(), workers[0]["status"].clone(), workers[0]["heartbeat_interval_seconds"].clone()), (json!("w1"), json!("ONLINE"), json!(15)));
 
@@ -114,13 +119,19 @@ both_backends!(a_connected_worker_heartbeats_and_gets_pool_snapshots, |app: Test
     assert_eq!((result["payload"]["status"].clone(), result["payload"]["reason"].clone()), (json!("unauthorized"), json!("cleanup_delivery_not_accepted")));
     assert_eq!(result["payload"]["message_id"], json!(message_id));
 
-    // A watched change is pushed; an unwatched one is not.
-    assert_eq!(patch(&app, "/work_pools/wc", json!({"description": "not pushed"})).await, 204);
-    assert_eq!(patch(&app, "/work_pools/wc", json!({"concurrency_limit": 3})).await, 204);
+    // An unwatched change is not pushed by itself; the next heartbeat finds
+    // the pool moved and sends it ("heartbeat_reconciliation").
+    assert_eq!(patch(&app, "/work_pools/wc", json!({"description": "seen at the next heartbeat"})).await, 204);
+    ws.send(frame("worker.heartbeat.v1", json!({"consumer_id": consumer, "worker_name": "w1", "heartbeat_interval_seconds": 15}))).await.unwrap();
     let snapshot = next_json(&mut ws).await;
     assert_eq!(snapshot["type"], "work_pool.snapshot.v1");
-    assert_eq!(snapshot["payload"]["snapshot_sequence"], 2);
-    assert_eq!(snapshot["payload"]["reason"], "work_pool_updated");
+    assert_eq!((snapshot["payload"]["snapshot_sequence"].clone(), snapshot["payload"]["reason"].clone()), (json!(3), json!("heartbeat_reconciliation")));
+    assert_eq!(snapshot["payload"]["work_pool"]["description"], "seen at the next heartbeat");
+
+    // A watched change is pushed as it happens.
+    assert_eq!(patch(&app, "/work_pools/wc", json!({"concurrency_limit": 3})).await, 204);
+    let snapshot = next_json(&mut ws).await;
+    assert_eq!((snapshot["payload"]["snapshot_sequence"].clone(), snapshot["payload"]["reason"].clone()), (json!(4), json!("work_pool_updated")));
     assert_eq!(snapshot["payload"]["work_pool"]["concurrency_limit"], 3);
     assert_eq!(snapshot["payload"]["work_pool"]["active_slots"], 0);
 
