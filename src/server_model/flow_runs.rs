@@ -117,23 +117,18 @@ pub fn flow_run_json(row: &AnyRow, now: DateTime<Utc>) -> Value {
 
 /// Reads one run row (with its state).
 pub async fn read_flow_run_row(conn: &mut AnyConnection, dialect: Dialect, id: &str) -> Result<Option<AnyRow>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {} FROM {FLOW_RUN_FROM} WHERE flow_run.id = $1 AND flow_run.workspace_id = $2",
-        flow_run_columns()
-    );
-    sqlx::query(&dialect.rewrite(&sql))
-        .bind(id)
-        .bind(DEFAULT_WORKSPACE.to_string())
-        .fetch_optional(&mut *conn)
-        .await
+    read_row(conn, dialect, id, "").await
 }
 
 /// [`read_flow_run_row`] plus the flow's name as `flow_name`, in the same
 /// round trip (state changes put it in their event's related resources).
 pub async fn read_flow_run_row_with_flow_name(conn: &mut AnyConnection, dialect: Dialect, id: &str) -> Result<Option<AnyRow>, sqlx::Error> {
+    read_row(conn, dialect, id, ", (SELECT flow.name FROM flow WHERE flow.id = flow_run.flow_id) AS flow_name").await
+}
+
+async fn read_row(conn: &mut AnyConnection, dialect: Dialect, id: &str, extra_columns: &str) -> Result<Option<AnyRow>, sqlx::Error> {
     let sql = format!(
-        "SELECT {}, (SELECT flow.name FROM flow WHERE flow.id = flow_run.flow_id) AS flow_name \
-         FROM {FLOW_RUN_FROM} WHERE flow_run.id = $1 AND flow_run.workspace_id = $2",
+        "SELECT {}{extra_columns} FROM {FLOW_RUN_FROM} WHERE flow_run.id = $1 AND flow_run.workspace_id = $2",
         flow_run_columns()
     );
     sqlx::query(&dialect.rewrite(&sql))
