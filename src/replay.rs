@@ -14,6 +14,7 @@ use sqlx::{AnyConnection, Column, Row};
 
 use crate::db::{Db, Dialect};
 use crate::eventlog::read_all_in_order;
+use crate::projections::server::rebuild::Rebuild;
 use crate::projections::server::{self, TABLES};
 
 /// Row count and content hash of one table.
@@ -90,12 +91,30 @@ pub async fn fingerprint(conn: &mut AnyConnection) -> Result<Vec<TableFingerprin
     Ok(out)
 }
 
+/// Rows the set-based rebuild holds in memory (roughly 1 kB each) before
+/// it writes them out and applies the rest of the log per event.
+pub const MAX_ROWS_IN_MEMORY: usize = 1_000_000;
+
 /// Empties the server model and re-applies the whole log, committing unless
 /// `verify` is set.
 pub async fn rebuild_server(db: &Db, verify: bool) -> anyhow::Result<ReplayReport> {
+    rebuild_server_with(db, verify, MAX_ROWS_IN_MEMORY).await
+}
+
+/// [`rebuild_server`], holding at most about `max_rows` rows in memory.
+///
+/// The tables start empty inside one transaction, so the events are folded
+/// into an in-memory model ([`server::rebuild::Rebuild`]) and the tables are
+/// written with multi-row INSERTs at the end, instead of running the live
+/// path's statements for every event. If the model grows past `max_rows`
+/// it is written out there and the rest of the log goes through the
+/// per-event path ([`server::apply`]), which continues from the rows it left.
+pub async fn rebuild_server_with(db: &Db, verify: bool, max_rows: usize) -> anyhow::Result<ReplayReport> {
     let mut tx = db.begin_write().await?;
     let dialect = db.dialect;
+    let started = std::time::Instant::now();
     let before = fingerprint(&mut tx).await?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "replay: fingerprinted the live model");
     for table in TABLES {
         let sql = match dialect {
             Dialect::Postgres => format!("TRUNCATE {table}"),
@@ -103,25 +122,52 @@ pub async fn rebuild_server(db: &Db, verify: bool) -> anyhow::Result<ReplayRepor
         };
         sqlx::query(&sql).execute(&mut *tx).await?;
     }
+    let started = std::time::Instant::now();
+    let mut rebuild = Some(Rebuild::default());
     let mut after_position = 0;
     let mut events = 0i64;
     loop {
-        let batch = read_all_in_order(&mut tx, dialect, after_position, 2000).await?;
+        let batch = read_all_in_order(&mut tx, dialect, after_position, REPLAY_BATCH).await?;
         let Some(last) = batch.last() else { break };
         after_position = last.position;
         tracing::debug!(model = "server", events = batch.len(), to = after_position, "replay batch");
         for event in &batch {
-            server::apply(&mut tx, dialect, event).await?;
+            match rebuild.as_mut() {
+                Some(model) => {
+                    model.fold(event)?;
+                    if model.rows_held() >= max_rows {
+                        write_out(&mut tx, dialect, rebuild.take()).await?;
+                    }
+                }
+                None => server::apply(&mut tx, dialect, event).await?,
+            }
         }
         events += batch.len() as i64;
     }
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), events, "replay: read and folded the log");
+    let started = std::time::Instant::now();
+    write_out(&mut tx, dialect, rebuild.take()).await?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "replay: wrote the rebuilt model");
+    let started = std::time::Instant::now();
     let after = fingerprint(&mut tx).await?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "replay: fingerprinted the rebuilt model");
     if verify {
         tx.rollback().await?;
     } else {
         tx.commit().await?;
     }
     Ok(ReplayReport { events, before, after })
+}
+
+/// Events read from the log per query.
+const REPLAY_BATCH: i64 = 5000;
+
+async fn write_out(conn: &mut AnyConnection, dialect: Dialect, rebuild: Option<Rebuild>) -> anyhow::Result<()> {
+    if let Some(model) = rebuild {
+        let rows = model.write(conn, dialect).await?;
+        tracing::debug!(rows, "replay: wrote the in-memory model");
+    }
+    Ok(())
 }
 
 /// Rebuilds the events model: empties it, rewinds the projector's

@@ -9,18 +9,18 @@ use serde_json::{Map, Value};
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use super::{exec, insert_state, opt_ts, ProjectionError};
+use super::{exec, insert_row, insert_state, opt_ts, Cols, ProjectionError};
 use crate::db::{Bind, Dialect};
 use crate::eventlog::RecordedEvent;
 use crate::orchestration::states::{State, StateDetails, StateType};
 use crate::time::{fmt_ts, parse_ts};
 
 /// The parts of a client task-run event the recorder uses.
-struct TaskRunEvent {
-    task_run_id: Uuid,
-    flow_run_id: Option<Uuid>,
-    state: State,
-    task_run: Map<String, Value>,
+pub(super) struct TaskRunEvent {
+    pub(super) task_run_id: Uuid,
+    pub(super) flow_run_id: Option<Uuid>,
+    pub(super) state: State,
+    pub(super) task_run: Map<String, Value>,
 }
 
 fn resource_uuid(id: Option<&str>, prefix: &str) -> Option<Uuid> {
@@ -28,7 +28,7 @@ fn resource_uuid(id: Option<&str>, prefix: &str) -> Option<Uuid> {
 }
 
 /// Parses the event; `None` when it is not a recordable task-run event.
-fn parse(event: &Value, event_id: Uuid) -> Option<TaskRunEvent> {
+pub(super) fn parse(event: &Value, event_id: Uuid) -> Option<TaskRunEvent> {
     let resource = event.get("resource")?;
     if resource.get("prefect.orchestration").and_then(Value::as_str) != Some("client") {
         return None;
@@ -106,7 +106,7 @@ fn columns_from(task_run: &Map<String, Value>) -> Vec<(&'static str, Bind)> {
 
 /// The task_run columns an event sets: the fields its payload carries, its
 /// flow run, its state and the stream version.
-fn row_columns(ev: &TaskRunEvent, stream_version: i64) -> Vec<(&'static str, Bind)> {
+pub(super) fn row_columns(ev: &TaskRunEvent, stream_version: i64) -> Vec<(&'static str, Bind)> {
     let mut cols = columns_from(&ev.task_run);
     cols.push(("flow_run_id", ev.flow_run_id.map(|u| u.to_string()).into()));
     cols.push(("state_id", Bind::Text(ev.state.id.to_string())));
@@ -175,30 +175,9 @@ pub(super) async fn apply(conn: &mut AnyConnection, dialect: Dialect, event: &Re
         }
         None => {
             let id = ev.task_run_id.to_string();
-            let mut names = vec!["id", "workspace_id", "created", "updated"];
-            let mut binds = vec![
-                Bind::Text(id.clone()),
-                Bind::Text(event.workspace_id.to_string()),
-                Bind::Text(received.clone()),
-                Bind::Text(received),
-            ];
-            for (c, b) in cols {
-                names.push(c);
-                binds.push(b);
-            }
-            for (required, default) in [("name", ""), ("task_key", ""), ("dynamic_key", "")] {
-                if !names.contains(&required) {
-                    names.push(required);
-                    binds.push(Bind::Text(default.to_owned()));
-                }
-            }
-            let phs: Vec<String> = (1..=binds.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "INSERT INTO task_run ({}) VALUES ({}) ON CONFLICT DO NOTHING",
-                names.join(", "),
-                phs.join(", ")
-            );
-            exec(conn, dialect, &sql, &binds).await?;
+            let mut row: Cols = vec![("updated", Bind::Text(received.clone()))];
+            row.extend(cols);
+            insert_row(conn, dialect, "task_run", new_row(&id, &event.workspace_id.to_string(), received, row), true).await?;
             id
         }
     };
@@ -231,7 +210,7 @@ impl PendingRow {
     }
 }
 
-fn natural_key(ev: &TaskRunEvent) -> Option<(String, String, String)> {
+pub(super) fn natural_key(ev: &TaskRunEvent) -> Option<(String, String, String)> {
     Some((
         ev.flow_run_id?.to_string(),
         ev.task_run.get("task_key")?.as_str()?.to_owned(),
@@ -336,19 +315,20 @@ async fn write_row(conn: &mut AnyConnection, dialect: Dialect, row: &PendingRow,
         exec(conn, dialect, &sql, &binds).await?;
         return Ok(());
     }
-    let mut names = vec!["id", "workspace_id", "created"];
-    let mut binds = vec![Bind::Text(row.id.clone()), Bind::Text(workspace.to_owned()), Bind::Text(row.created.clone())];
-    for (c, b) in &row.cols {
-        names.push(c);
-        binds.push(b.clone());
-    }
-    for (required, default) in [("name", ""), ("task_key", ""), ("dynamic_key", "")] {
-        if !names.contains(&required) {
-            names.push(required);
-            binds.push(Bind::Text(default.to_owned()));
+    insert_row(conn, dialect, "task_run", new_row(&row.id, workspace, row.created.clone(), row.cols.clone()), true).await
+}
+
+/// The task_run row the recorder inserts for a task run it has not seen:
+/// `cols` (what its events set, `updated` included) after the id, workspace
+/// and `created`, with an empty name, task key and dynamic key when no
+/// event carried them (they are NOT NULL).
+pub(super) fn new_row(id: &str, workspace: &str, created: String, cols: Cols) -> Cols {
+    let mut row: Cols = vec![("id", Bind::Text(id.to_owned())), ("workspace_id", Bind::Text(workspace.to_owned())), ("created", Bind::Text(created))];
+    row.extend(cols);
+    for required in ["name", "task_key", "dynamic_key"] {
+        if !row.iter().any(|(c, _)| *c == required) {
+            row.push((required, Bind::Text(String::new())));
         }
     }
-    let sql = format!("INSERT INTO task_run ({}) VALUES ({}) ON CONFLICT DO NOTHING", names.join(", "), crate::db::sql::placeholders(1, binds.len()));
-    exec(conn, dialect, &sql, &binds).await?;
-    Ok(())
+    row
 }
