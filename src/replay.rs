@@ -10,7 +10,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::process::ExitCode;
 
-use sqlx::{AnyConnection, Column, Row};
+use sqlx::{AnyConnection, Column, Row, TypeInfo, ValueRef};
 
 use crate::db::{Db, Dialect};
 use crate::eventlog::read_all_in_order;
@@ -54,17 +54,43 @@ impl ReplayReport {
     }
 }
 
-fn cell_text(row: &sqlx::any::AnyRow, i: usize) -> String {
-    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
-        return format!("{v:?}");
+/// Appends a cell's text to `out`: `None` for NULL, else `Some(value)` as
+/// Rust's Debug prints it. The value is decoded as the type it arrived with,
+/// so no cell pays for a failed decode.
+fn push_cell_text(out: &mut String, row: &sqlx::any::AnyRow, i: usize) {
+    use std::fmt::Write;
+    let kind = match row.try_get_raw(i) {
+        Ok(raw) if raw.is_null() => {
+            out.push_str("None");
+            return;
+        }
+        Ok(raw) => match raw.type_info().name() {
+            "TEXT" => "TEXT",
+            "BIGINT" | "INTEGER" | "SMALLINT" | "BOOLEAN" => "BIGINT",
+            "DOUBLE" | "REAL" => "DOUBLE",
+            _ => "",
+        },
+        Err(_) => "",
+    };
+    let written = match kind {
+        "TEXT" => row.try_get::<String, _>(i).ok().map(|v| write!(out, "Some({v:?})")),
+        "BIGINT" => row.try_get::<i64, _>(i).ok().map(|v| write!(out, "Some({v:?})")),
+        "DOUBLE" => row.try_get::<f64, _>(i).ok().map(|v| write!(out, "Some({v:?})")),
+        _ => None,
+    };
+    if written.is_some() {
+        return;
     }
-    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
-        return format!("{v:?}");
-    }
-    if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
-        return format!("{v:?}");
-    }
-    "?".into()
+    // Any other type: the first of text, integer, float that decodes.
+    let _ = if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+        write!(out, "{v:?}")
+    } else if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+        write!(out, "{v:?}")
+    } else if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
+        write!(out, "{v:?}")
+    } else {
+        write!(out, "?")
+    };
 }
 
 /// Hashes every row of every server table, in a stable order.
@@ -76,13 +102,15 @@ pub async fn fingerprint(conn: &mut AnyConnection) -> Result<Vec<TableFingerprin
         let mut hasher = DefaultHasher::new();
         let mut row_texts = Vec::with_capacity(rows.len());
         for row in &rows {
-            let text = row
-                .columns()
-                .iter()
-                .enumerate()
-                .map(|(i, col)| format!("{}={}", col.name(), cell_text(row, i)))
-                .collect::<Vec<_>>()
-                .join(" ");
+            let mut text = String::with_capacity(512);
+            for (i, col) in row.columns().iter().enumerate() {
+                if i > 0 {
+                    text.push(' ');
+                }
+                text.push_str(col.name());
+                text.push('=');
+                push_cell_text(&mut text, row, i);
+            }
             text.hash(&mut hasher);
             row_texts.push(text);
         }
@@ -213,8 +241,10 @@ pub async fn run_cli(db: &Db, model: &str, verify: bool) -> anyhow::Result<ExitC
     for (b, a) in report.before.iter().zip(&report.after) {
         let mark = if b == a { "same" } else { "DIFFERENT" };
         println!("  {:<22} live {:>8} rows  rebuilt {:>8} rows  {mark}", a.table, b.rows, a.rows);
-        for line in b.differing_rows(a, 6) {
-            println!("      {line}");
+        if b != a {
+            for line in b.differing_rows(a, 6) {
+                println!("      {line}");
+            }
         }
     }
     if report.matches() {

@@ -63,8 +63,9 @@ pub async fn apply(conn: &mut AnyConnection, dialect: Dialect, event: &RecordedE
     .await
 }
 
+/// The event's payload as `T`, read in place (no copy of the JSON tree).
 fn payload<T: DeserializeOwned>(event: &RecordedEvent) -> Result<T, ProjectionError> {
-    serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Payload(event.event_id, e))
+    T::deserialize(&event.payload).map_err(|e| ProjectionError::Payload(event.event_id, e))
 }
 
 /// Runs `$n` SQL with binds.
@@ -163,7 +164,8 @@ async fn update_columns(
 /// The columns of the state row for run `run_id` (a `flow_run_state` or
 /// `task_run_state` row).
 fn state_row(run_column: &'static str, run_id: String, state: &crate::orchestration::states::State, created: String) -> Cols {
-    let details = serde_json::to_value(&state.state_details).unwrap_or(Value::Null);
+    // The same text as serializing through a `Value` (fields in struct order).
+    let details = serde_json::to_string(&state.state_details).unwrap_or_else(|_| "null".to_owned());
     vec![
         ("id", Bind::Text(state.id.to_string())),
         (run_column, Bind::Text(run_id)),
@@ -172,7 +174,7 @@ fn state_row(run_column: &'static str, run_id: String, state: &crate::orchestrat
         ("name", Bind::Text(state.name.clone())),
         ("timestamp", Bind::Text(crate::time::fmt_ts(state.timestamp))),
         ("message", state.message.clone().into()),
-        ("state_details", json_text(&details)),
+        ("state_details", Bind::Text(details)),
         ("data", state.data.as_ref().map(|d| d.to_string()).into()),
     ]
 }

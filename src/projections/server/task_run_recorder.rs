@@ -16,11 +16,11 @@ use crate::orchestration::states::{State, StateDetails, StateType};
 use crate::time::{fmt_ts, parse_ts};
 
 /// The parts of a client task-run event the recorder uses.
-pub(super) struct TaskRunEvent {
+pub(super) struct TaskRunEvent<'a> {
     pub(super) task_run_id: Uuid,
     pub(super) flow_run_id: Option<Uuid>,
     pub(super) state: State,
-    pub(super) task_run: Map<String, Value>,
+    pub(super) task_run: &'a Map<String, Value>,
 }
 
 fn resource_uuid(id: Option<&str>, prefix: &str) -> Option<Uuid> {
@@ -28,7 +28,7 @@ fn resource_uuid(id: Option<&str>, prefix: &str) -> Option<Uuid> {
 }
 
 /// Parses the event; `None` when it is not a recordable task-run event.
-pub(super) fn parse(event: &Value, event_id: Uuid) -> Option<TaskRunEvent> {
+pub(super) fn parse(event: &Value, event_id: Uuid) -> Option<TaskRunEvent<'_>> {
     let resource = event.get("resource")?;
     if resource.get("prefect.orchestration").and_then(Value::as_str) != Some("client") {
         return None;
@@ -66,7 +66,7 @@ pub(super) fn parse(event: &Value, event_id: Uuid) -> Option<TaskRunEvent> {
         data: validated.get("data").cloned().filter(|d| !d.is_null()),
         state_details: details,
     };
-    let task_run = payload.get("task_run")?.as_object()?.clone();
+    let task_run = payload.get("task_run")?.as_object()?;
     Some(TaskRunEvent { task_run_id, flow_run_id, state, task_run })
 }
 
@@ -107,7 +107,7 @@ fn columns_from(task_run: &Map<String, Value>) -> Vec<(&'static str, Bind)> {
 /// The task_run columns an event sets: the fields its payload carries, its
 /// flow run, its state and the stream version.
 pub(super) fn row_columns(ev: &TaskRunEvent, stream_version: i64) -> Vec<(&'static str, Bind)> {
-    let mut cols = columns_from(&ev.task_run);
+    let mut cols = columns_from(ev.task_run);
     cols.push(("flow_run_id", ev.flow_run_id.map(|u| u.to_string()).into()));
     cols.push(("state_id", Bind::Text(ev.state.id.to_string())));
     cols.push(("state_type", Bind::Text(ev.state.state_type.as_str().to_owned())));
@@ -118,7 +118,7 @@ pub(super) fn row_columns(ev: &TaskRunEvent, stream_version: i64) -> Vec<(&'stat
 }
 
 /// The id of an existing row for this task run: by id, else by natural key.
-async fn existing_id(conn: &mut AnyConnection, dialect: Dialect, ev: &TaskRunEvent) -> Result<Option<String>, sqlx::Error> {
+async fn existing_id(conn: &mut AnyConnection, dialect: Dialect, ev: &TaskRunEvent<'_>) -> Result<Option<String>, sqlx::Error> {
     let by_id = sqlx::query(&dialect.rewrite("SELECT id FROM task_run WHERE id = $1"))
         .bind(ev.task_run_id.to_string())
         .fetch_optional(&mut *conn)
@@ -219,7 +219,7 @@ pub(super) fn natural_key(ev: &TaskRunEvent) -> Option<(String, String, String)>
 }
 
 /// The rows that exist for these events' task runs, by id or natural key.
-async fn existing_rows(conn: &mut AnyConnection, dialect: Dialect, events: &[(TaskRunEvent, &RecordedEvent)]) -> Result<Vec<PendingRow>, sqlx::Error> {
+async fn existing_rows(conn: &mut AnyConnection, dialect: Dialect, events: &[(TaskRunEvent<'_>, &RecordedEvent)]) -> Result<Vec<PendingRow>, sqlx::Error> {
     let mut binds: Vec<Bind> = events.iter().map(|(ev, _)| Bind::Text(ev.task_run_id.to_string())).collect();
     let ids = crate::db::sql::placeholders(1, binds.len());
     let keys: Vec<(String, String, String)> = events.iter().filter_map(|(ev, _)| natural_key(ev)).collect();
@@ -256,7 +256,7 @@ async fn existing_rows(conn: &mut AnyConnection, dialect: Dialect, events: &[(Ta
 /// once, writes each task run once and inserts the states together, instead
 /// of three or four statements per event.
 pub(super) async fn apply_batch(conn: &mut AnyConnection, dialect: Dialect, events: &[&RecordedEvent]) -> Result<(), ProjectionError> {
-    let parsed: Vec<(TaskRunEvent, &RecordedEvent)> = events
+    let parsed: Vec<(TaskRunEvent<'_>, &RecordedEvent)> = events
         .iter()
         .copied()
         .filter_map(|e| Some((parse(e.payload.get("event")?, e.event_id)?, e)))
