@@ -77,7 +77,7 @@ async fn varied_log(app: &TestApp) {
         assert_eq!(status, 201, "{dep}");
         deployments.push(dep["id"].as_str().unwrap().to_owned());
     }
-    assert_eq!(app.patch_json(&format!("/deployments/{}", deployments[0]), json!({"description": "first", "paused": true})).await, 204);
+    assert_eq!(app.patch_json("/work_pools/rp", json!({"is_paused": true, "description": "paused"})).await, 204);
 
     // Runs: from deployments and plain, with states, task runs (REST and
     // client events, one out of order, one found by natural key), cached
