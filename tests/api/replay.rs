@@ -71,7 +71,7 @@ async fn varied_log(app: &TestApp) {
     app.post("/work_pools/gone/workers/heartbeat", json!({"name": "w2"})).await;
     let mut deployments = Vec::new();
     for (name, flow, pool, queue) in [("d1", &kept, "rp", "q2"), ("d2", &doomed, "rp", "default"), ("d3", &kept, "gone", "default")] {
-        let body = json!({"name": name, "flow_id": flow, "work_pool_name": pool, "work_queue_name": queue, "tags": ["t"],
+        let body = json!({"name": name, "flow_id": flow, "work_pool_name": pool, "work_queue_name": queue, "tags": ["t"], "enforce_parameter_schema": false,
                           "schedules": [{"schedule": {"interval": 3600.0}, "active": true}]});
         let (status, dep) = app.post("/deployments/", body).await;
         assert_eq!(status, 201, "{dep}");
