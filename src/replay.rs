@@ -10,10 +10,11 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::process::ExitCode;
 
-use sqlx::{AnyConnection, Column, Row};
+use sqlx::{AnyConnection, Column, Row, TypeInfo, ValueRef};
 
 use crate::db::{Db, Dialect};
 use crate::eventlog::read_all_in_order;
+use crate::projections::server::rebuild::Rebuild;
 use crate::projections::server::{self, TABLES};
 
 /// Row count and content hash of one table.
@@ -53,17 +54,43 @@ impl ReplayReport {
     }
 }
 
-fn cell_text(row: &sqlx::any::AnyRow, i: usize) -> String {
-    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
-        return format!("{v:?}");
+/// Appends a cell's text to `out`: `None` for NULL, else `Some(value)` as
+/// Rust's Debug prints it. The value is decoded as the type it arrived with,
+/// so no cell pays for a failed decode.
+fn push_cell_text(out: &mut String, row: &sqlx::any::AnyRow, i: usize) {
+    use std::fmt::Write;
+    let kind = match row.try_get_raw(i) {
+        Ok(raw) if raw.is_null() => {
+            out.push_str("None");
+            return;
+        }
+        Ok(raw) => match raw.type_info().name() {
+            "TEXT" => "TEXT",
+            "BIGINT" | "INTEGER" | "SMALLINT" | "BOOLEAN" => "BIGINT",
+            "DOUBLE" | "REAL" => "DOUBLE",
+            _ => "",
+        },
+        Err(_) => "",
+    };
+    let written = match kind {
+        "TEXT" => row.try_get::<String, _>(i).ok().map(|v| write!(out, "Some({v:?})")),
+        "BIGINT" => row.try_get::<i64, _>(i).ok().map(|v| write!(out, "Some({v:?})")),
+        "DOUBLE" => row.try_get::<f64, _>(i).ok().map(|v| write!(out, "Some({v:?})")),
+        _ => None,
+    };
+    if written.is_some() {
+        return;
     }
-    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
-        return format!("{v:?}");
-    }
-    if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
-        return format!("{v:?}");
-    }
-    "?".into()
+    // Any other type: the first of text, integer, float that decodes.
+    let _ = if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+        write!(out, "{v:?}")
+    } else if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+        write!(out, "{v:?}")
+    } else if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
+        write!(out, "{v:?}")
+    } else {
+        write!(out, "?")
+    };
 }
 
 /// Hashes every row of every server table, in a stable order.
@@ -75,13 +102,15 @@ pub async fn fingerprint(conn: &mut AnyConnection) -> Result<Vec<TableFingerprin
         let mut hasher = DefaultHasher::new();
         let mut row_texts = Vec::with_capacity(rows.len());
         for row in &rows {
-            let text = row
-                .columns()
-                .iter()
-                .enumerate()
-                .map(|(i, col)| format!("{}={}", col.name(), cell_text(row, i)))
-                .collect::<Vec<_>>()
-                .join(" ");
+            let mut text = String::with_capacity(512);
+            for (i, col) in row.columns().iter().enumerate() {
+                if i > 0 {
+                    text.push(' ');
+                }
+                text.push_str(col.name());
+                text.push('=');
+                push_cell_text(&mut text, row, i);
+            }
             text.hash(&mut hasher);
             row_texts.push(text);
         }
@@ -90,12 +119,30 @@ pub async fn fingerprint(conn: &mut AnyConnection) -> Result<Vec<TableFingerprin
     Ok(out)
 }
 
+/// Rows the set-based rebuild holds in memory (roughly 1 kB each) before
+/// it writes them out and applies the rest of the log per event.
+pub const MAX_ROWS_IN_MEMORY: usize = 1_000_000;
+
 /// Empties the server model and re-applies the whole log, committing unless
 /// `verify` is set.
 pub async fn rebuild_server(db: &Db, verify: bool) -> anyhow::Result<ReplayReport> {
+    rebuild_server_with(db, verify, MAX_ROWS_IN_MEMORY).await
+}
+
+/// [`rebuild_server`], holding at most about `max_rows` rows in memory.
+///
+/// The tables start empty inside one transaction, so the events are folded
+/// into an in-memory model ([`server::rebuild::Rebuild`]) and the tables are
+/// written with multi-row INSERTs at the end, instead of running the live
+/// path's statements for every event. If the model grows past `max_rows`
+/// it is written out there and the rest of the log goes through the
+/// per-event path ([`server::apply`]), which continues from the rows it left.
+pub async fn rebuild_server_with(db: &Db, verify: bool, max_rows: usize) -> anyhow::Result<ReplayReport> {
     let mut tx = db.begin_write().await?;
     let dialect = db.dialect;
+    let started = std::time::Instant::now();
     let before = fingerprint(&mut tx).await?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "replay: fingerprinted the live model");
     for table in TABLES {
         let sql = match dialect {
             Dialect::Postgres => format!("TRUNCATE {table}"),
@@ -103,25 +150,52 @@ pub async fn rebuild_server(db: &Db, verify: bool) -> anyhow::Result<ReplayRepor
         };
         sqlx::query(&sql).execute(&mut *tx).await?;
     }
+    let started = std::time::Instant::now();
+    let mut rebuild = Some(Rebuild::default());
     let mut after_position = 0;
     let mut events = 0i64;
     loop {
-        let batch = read_all_in_order(&mut tx, dialect, after_position, 2000).await?;
+        let batch = read_all_in_order(&mut tx, dialect, after_position, REPLAY_BATCH).await?;
         let Some(last) = batch.last() else { break };
         after_position = last.position;
         tracing::debug!(model = "server", events = batch.len(), to = after_position, "replay batch");
         for event in &batch {
-            server::apply(&mut tx, dialect, event).await?;
+            match rebuild.as_mut() {
+                Some(model) => {
+                    model.fold(event)?;
+                    if model.rows_held() >= max_rows {
+                        write_out(&mut tx, dialect, rebuild.take()).await?;
+                    }
+                }
+                None => server::apply(&mut tx, dialect, event).await?,
+            }
         }
         events += batch.len() as i64;
     }
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), events, "replay: read and folded the log");
+    let started = std::time::Instant::now();
+    write_out(&mut tx, dialect, rebuild.take()).await?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "replay: wrote the rebuilt model");
+    let started = std::time::Instant::now();
     let after = fingerprint(&mut tx).await?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "replay: fingerprinted the rebuilt model");
     if verify {
         tx.rollback().await?;
     } else {
         tx.commit().await?;
     }
     Ok(ReplayReport { events, before, after })
+}
+
+/// Events read from the log per query.
+const REPLAY_BATCH: i64 = 5000;
+
+async fn write_out(conn: &mut AnyConnection, dialect: Dialect, rebuild: Option<Rebuild>) -> anyhow::Result<()> {
+    if let Some(model) = rebuild {
+        let rows = model.write(conn, dialect).await?;
+        tracing::debug!(rows, "replay: wrote the in-memory model");
+    }
+    Ok(())
 }
 
 /// Rebuilds the events model: empties it, rewinds the projector's
@@ -167,8 +241,10 @@ pub async fn run_cli(db: &Db, model: &str, verify: bool) -> anyhow::Result<ExitC
     for (b, a) in report.before.iter().zip(&report.after) {
         let mark = if b == a { "same" } else { "DIFFERENT" };
         println!("  {:<22} live {:>8} rows  rebuilt {:>8} rows  {mark}", a.table, b.rows, a.rows);
-        for line in b.differing_rows(a, 6) {
-            println!("      {line}");
+        if b != a {
+            for line in b.differing_rows(a, 6) {
+                println!("      {line}");
+            }
         }
     }
     if report.matches() {

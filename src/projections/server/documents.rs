@@ -5,7 +5,10 @@
 
 use sqlx::AnyConnection;
 
-use super::{exec, payload, ProjectionError};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::{exec, insert_row, payload, update_row, Cols, ProjectionError};
 use crate::db::{Bind, Dialect};
 use crate::eventlog::{RecordedEvent, StreamType};
 use crate::server_events::{DocumentCreated, DocumentUpdated};
@@ -30,37 +33,11 @@ pub(super) async fn apply(conn: &mut AnyConnection, dialect: Dialect, table: &Ta
     match action {
         "created" => {
             let DocumentCreated { record, created, .. } = payload(event)?;
-            let created = fmt_ts(created);
-            let mut cols = vec!["id", "workspace_id", "created", "updated", "version"];
-            let mut binds = vec![
-                Bind::Text(id),
-                Bind::Text(event.workspace_id.to_string()),
-                Bind::Text(created.clone()),
-                Bind::Text(created),
-                Bind::Int(event.stream_version),
-            ];
-            for field in table.fields {
-                if let Some(v) = record.get(field.json) {
-                    cols.push(field.column);
-                    binds.push(bind(field.kind, v));
-                }
-            }
-            let placeholders: Vec<String> = (1..=binds.len()).map(|i| format!("${i}")).collect();
-            let sql = format!("INSERT INTO {} ({}) VALUES ({})", table.name, cols.join(", "), placeholders.join(", "));
-            exec(conn, dialect, &sql, &binds).await?;
+            insert_row(conn, dialect, table.name, created_row(table, event, &record, created), false).await?;
         }
         "updated" => {
             let DocumentUpdated { changes, updated, .. } = payload(event)?;
-            let mut sets = vec!["updated = $1".to_owned(), "version = $2".to_owned()];
-            let mut binds = vec![Bind::Text(fmt_ts(updated)), Bind::Int(event.stream_version)];
-            for (key, value) in &changes {
-                let Some(field) = table.field(key) else { continue };
-                binds.push(bind(field.kind, value));
-                sets.push(format!("{} = ${}", field.column, binds.len()));
-            }
-            binds.push(Bind::Text(id));
-            let sql = format!("UPDATE {} SET {} WHERE id = ${}", table.name, sets.join(", "), binds.len());
-            exec(conn, dialect, &sql, &binds).await?;
+            update_row(conn, dialect, table.name, &id, updated_columns(table, event, &changes, updated)).await?;
         }
         "deleted" => {
             for sql in cascade(table) {
@@ -71,6 +48,37 @@ pub(super) async fn apply(conn: &mut AnyConnection, dialect: Dialect, table: &Ta
         other => tracing::warn!(event_type = %event.event_type, action = other, "document event with no projection"),
     }
     Ok(())
+}
+
+/// The row a document's `created` event inserts: the bookkeeping columns,
+/// then each field the record carries.
+pub(super) fn created_row(table: &Table, event: &RecordedEvent, record: &Map<String, Value>, created: DateTime<Utc>) -> Cols {
+    let created = fmt_ts(created);
+    let mut cols: Cols = vec![
+        ("id", Bind::Text(event.stream.id.to_string())),
+        ("workspace_id", Bind::Text(event.workspace_id.to_string())),
+        ("created", Bind::Text(created.clone())),
+        ("updated", Bind::Text(created)),
+        ("version", Bind::Int(event.stream_version)),
+    ];
+    for field in table.fields {
+        if let Some(v) = record.get(field.json) {
+            cols.push((field.column, bind(field.kind, v)));
+        }
+    }
+    cols
+}
+
+/// What a document's `updated` event sets: `updated`, `version`, then each
+/// change that names a field of the table.
+pub(super) fn updated_columns(table: &Table, event: &RecordedEvent, changes: &Map<String, Value>, updated: DateTime<Utc>) -> Cols {
+    let mut cols: Cols = vec![("updated", Bind::Text(fmt_ts(updated))), ("version", Bind::Int(event.stream_version))];
+    for (key, value) in changes {
+        if let Some(field) = table.field(key) {
+            cols.push((field.column, bind(field.kind, value)));
+        }
+    }
+    cols
 }
 
 /// What Prefect's foreign keys do when a row of `table` (id = `$1`) goes.

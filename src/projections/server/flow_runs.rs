@@ -2,10 +2,10 @@
 
 use sqlx::AnyConnection;
 
-use super::{exec, insert_state, json_text, opt_ts, opt_uuid, payload, update_columns, ProjectionError};
+use super::{exec, insert_row, insert_state, json_text, opt_ts, opt_uuid, payload, update_columns, update_row, Cols, ProjectionError};
 use crate::db::{Bind, Dialect};
 use crate::eventlog::RecordedEvent;
-use crate::server_events::{FlowRunCreated, RowUpdated, StateSet, FLOW_RUN_CREATED, FLOW_RUN_DELETED, FLOW_RUN_UPDATED};
+use crate::server_events::{FlowRunCreated, FlowRunRecord, RowUpdated, StateSet, FLOW_RUN_CREATED, FLOW_RUN_DELETED, FLOW_RUN_UPDATED};
 use crate::time::fmt_ts;
 
 /// Columns a `flow-run.updated` event may change.
@@ -24,45 +24,8 @@ pub(super) async fn apply(conn: &mut AnyConnection, dialect: Dialect, event: &Re
     let id = event.stream.id.to_string();
     match event.event_type.as_str() {
         FLOW_RUN_CREATED => {
-            let FlowRunCreated { flow_run: r } = payload(event)?;
-            let created = fmt_ts(r.created);
-            exec(
-                conn,
-                dialect,
-                "INSERT INTO flow_run (id, workspace_id, created, updated, name, flow_id, deployment_id, deployment_version, \
-                 work_queue_id, work_queue_name, work_pool_id, work_pool_name, flow_version, parameters, idempotency_key, \
-                 context, empirical_policy, tags, labels, parent_task_run_id, auto_scheduled, infrastructure_document_id, \
-                 created_by, job_variables, version) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
-                &[
-                    Bind::Text(id),
-                    Bind::Text(event.workspace_id.to_string()),
-                    Bind::Text(created.clone()),
-                    Bind::Text(created),
-                    Bind::Text(r.name),
-                    Bind::Text(r.flow_id.to_string()),
-                    opt_uuid(r.deployment_id),
-                    r.deployment_version.into(),
-                    opt_uuid(r.work_queue_id),
-                    r.work_queue_name.into(),
-                    opt_uuid(r.work_pool_id),
-                    r.work_pool_name.into(),
-                    r.flow_version.into(),
-                    json_text(&r.parameters),
-                    r.idempotency_key.into(),
-                    json_text(&r.context),
-                    json_text(&r.empirical_policy),
-                    json_text(&r.tags),
-                    json_text(&r.labels),
-                    opt_uuid(r.parent_task_run_id),
-                    Bind::Int(r.auto_scheduled as i64),
-                    opt_uuid(r.infrastructure_document_id),
-                    if r.created_by.is_null() { Bind::Null } else { json_text(&r.created_by) },
-                    json_text(&r.job_variables),
-                    Bind::Int(event.stream_version),
-                ],
-            )
-            .await?;
+            let FlowRunCreated { flow_run } = payload(event)?;
+            insert_row(conn, dialect, "flow_run", created_row(event, flow_run), false).await?;
         }
         FLOW_RUN_UPDATED => {
             let RowUpdated { changes, updated } = payload(event)?;
@@ -87,33 +50,59 @@ pub(super) async fn apply(conn: &mut AnyConnection, dialect: Dialect, event: &Re
 }
 
 async fn apply_state(conn: &mut AnyConnection, dialect: Dialect, event: &RecordedEvent, id: &str, set: &StateSet) -> Result<(), sqlx::Error> {
-    let state = &set.state;
-    let run = &set.run;
-    let when = fmt_ts(event.occurred);
-    insert_state(conn, dialect, "flow_run_state", "flow_run_id", id, state, when.clone()).await?;
-    exec(
-        conn,
-        dialect,
-        "UPDATE flow_run SET state_id = $1, state_type = $2, state_name = $3, state_timestamp = $4, run_count = $5, \
-         start_time = $6, end_time = $7, total_run_time = $8, expected_start_time = $9, next_scheduled_start_time = $10, \
-         empirical_policy = $11, updated = $12, version = $13 WHERE id = $14",
-        &[
-            Bind::Text(state.id.to_string()),
-            Bind::Text(state.state_type.as_str().to_owned()),
-            Bind::Text(state.name.clone()),
-            Bind::Text(fmt_ts(state.timestamp)),
-            Bind::Int(run.run_count),
-            opt_ts(run.start_time),
-            opt_ts(run.end_time),
-            Bind::Float(run.total_run_time),
-            opt_ts(run.expected_start_time),
-            opt_ts(run.next_scheduled_start_time),
-            json_text(&run.empirical_policy),
-            Bind::Text(when),
-            Bind::Int(event.stream_version),
-            Bind::Text(id.to_owned()),
-        ],
-    )
-    .await?;
-    Ok(())
+    insert_state(conn, dialect, "flow_run_state", "flow_run_id", id, &set.state, fmt_ts(event.occurred)).await?;
+    update_row(conn, dialect, "flow_run", id, state_columns(event, set)).await
+}
+
+/// The flow_run row a `flow-run.created` event inserts.
+pub(super) fn created_row(event: &RecordedEvent, r: FlowRunRecord) -> Cols {
+    let created = fmt_ts(r.created);
+    vec![
+        ("id", Bind::Text(event.stream.id.to_string())),
+        ("workspace_id", Bind::Text(event.workspace_id.to_string())),
+        ("created", Bind::Text(created.clone())),
+        ("updated", Bind::Text(created)),
+        ("name", Bind::Text(r.name)),
+        ("flow_id", Bind::Text(r.flow_id.to_string())),
+        ("deployment_id", opt_uuid(r.deployment_id)),
+        ("deployment_version", r.deployment_version.into()),
+        ("work_queue_id", opt_uuid(r.work_queue_id)),
+        ("work_queue_name", r.work_queue_name.into()),
+        ("work_pool_id", opt_uuid(r.work_pool_id)),
+        ("work_pool_name", r.work_pool_name.into()),
+        ("flow_version", r.flow_version.into()),
+        ("parameters", json_text(&r.parameters)),
+        ("idempotency_key", r.idempotency_key.into()),
+        ("context", json_text(&r.context)),
+        ("empirical_policy", json_text(&r.empirical_policy)),
+        ("tags", json_text(&r.tags)),
+        ("labels", json_text(&r.labels)),
+        ("parent_task_run_id", opt_uuid(r.parent_task_run_id)),
+        ("auto_scheduled", Bind::Int(r.auto_scheduled as i64)),
+        ("infrastructure_document_id", opt_uuid(r.infrastructure_document_id)),
+        ("created_by", if r.created_by.is_null() { Bind::Null } else { json_text(&r.created_by) }),
+        ("job_variables", json_text(&r.job_variables)),
+        ("version", Bind::Int(event.stream_version)),
+    ]
+}
+
+/// What a state event sets on its flow_run row (the state row itself is
+/// [`super::state_row`]).
+pub(super) fn state_columns(event: &RecordedEvent, set: &StateSet) -> Cols {
+    let (state, run) = (&set.state, &set.run);
+    vec![
+        ("state_id", Bind::Text(state.id.to_string())),
+        ("state_type", Bind::Text(state.state_type.as_str().to_owned())),
+        ("state_name", Bind::Text(state.name.clone())),
+        ("state_timestamp", Bind::Text(fmt_ts(state.timestamp))),
+        ("run_count", Bind::Int(run.run_count)),
+        ("start_time", opt_ts(run.start_time)),
+        ("end_time", opt_ts(run.end_time)),
+        ("total_run_time", Bind::Float(run.total_run_time)),
+        ("expected_start_time", opt_ts(run.expected_start_time)),
+        ("next_scheduled_start_time", opt_ts(run.next_scheduled_start_time)),
+        ("empirical_policy", json_text(&run.empirical_policy)),
+        ("updated", Bind::Text(fmt_ts(event.occurred))),
+        ("version", Bind::Int(event.stream_version)),
+    ]
 }

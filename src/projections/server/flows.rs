@@ -2,39 +2,40 @@
 
 use sqlx::AnyConnection;
 
-use super::{exec, json_text, payload, update_columns, ProjectionError};
+use super::{exec, insert_row, json_text, payload, update_columns, Cols, ProjectionError};
 use crate::db::{Bind, Dialect};
 use crate::eventlog::RecordedEvent;
-use crate::server_events::{FlowCreated, RowUpdated, FLOW_CREATED, FLOW_DELETED, FLOW_UPDATED};
+use crate::server_events::{FlowCreated, FlowRecord, RowUpdated, FLOW_CREATED, FLOW_DELETED, FLOW_UPDATED};
 use crate::time::fmt_ts;
+
+/// The flow row a `prefect.flow.created` event inserts.
+pub(super) fn created_row(event: &RecordedEvent, flow: FlowRecord) -> Cols {
+    let created = fmt_ts(flow.created);
+    vec![
+        ("id", Bind::Text(event.stream.id.to_string())),
+        ("workspace_id", Bind::Text(event.workspace_id.to_string())),
+        ("created", Bind::Text(created.clone())),
+        ("updated", Bind::Text(created)),
+        ("name", Bind::Text(flow.name)),
+        ("tags", json_text(&flow.tags)),
+        ("labels", json_text(&flow.labels)),
+        ("version", Bind::Int(event.stream_version)),
+    ]
+}
+
+/// Columns a `prefect.flow.updated` event may change.
+pub(super) const UPDATABLE: &[&str] = &["tags", "labels"];
 
 pub(super) async fn apply(conn: &mut AnyConnection, dialect: Dialect, event: &RecordedEvent) -> Result<(), ProjectionError> {
     let id = event.stream.id.to_string();
     match event.event_type.as_str() {
         FLOW_CREATED => {
             let FlowCreated { flow } = payload(event)?;
-            let created = fmt_ts(flow.created);
-            exec(
-                conn,
-                dialect,
-                "INSERT INTO flow (id, workspace_id, created, updated, name, tags, labels, version) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[
-                    Bind::Text(id),
-                    Bind::Text(event.workspace_id.to_string()),
-                    Bind::Text(created.clone()),
-                    Bind::Text(created),
-                    Bind::Text(flow.name),
-                    json_text(&flow.tags),
-                    json_text(&flow.labels),
-                    Bind::Int(event.stream_version),
-                ],
-            )
-            .await?;
+            insert_row(conn, dialect, "flow", created_row(event, flow), false).await?;
         }
         FLOW_UPDATED => {
             let RowUpdated { changes, updated } = payload(event)?;
-            update_columns(conn, dialect, "flow", &id, &changes, &["tags", "labels"], fmt_ts(updated), event.stream_version).await?;
+            update_columns(conn, dialect, "flow", &id, &changes, UPDATABLE, fmt_ts(updated), event.stream_version).await?;
         }
         FLOW_DELETED => {
             // Prefect cascades a flow's deletion to its runs.

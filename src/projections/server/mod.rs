@@ -6,6 +6,7 @@ mod documents;
 mod flow_runs;
 mod flows;
 mod logs;
+pub mod rebuild;
 mod task_run_recorder;
 mod task_runs;
 
@@ -63,8 +64,9 @@ pub async fn apply(conn: &mut AnyConnection, dialect: Dialect, event: &RecordedE
     .await
 }
 
+/// The event's payload as `T`, read in place (no copy of the JSON tree).
 fn payload<T: DeserializeOwned>(event: &RecordedEvent) -> Result<T, ProjectionError> {
-    serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::Payload(event.event_id, e))
+    T::deserialize(&event.payload).map_err(|e| ProjectionError::Payload(event.event_id, e))
 }
 
 /// Runs `$n` SQL with binds.
@@ -86,33 +88,55 @@ fn opt_ts(v: Option<chrono::DateTime<chrono::Utc>>) -> Bind {
     v.map(crate::time::fmt_ts).into()
 }
 
-/// Writes `changes` (column → JSON value) to `table` for row `id`, allowing
-/// only `columns`; JSON objects and arrays go to text columns as JSON.
-#[allow(clippy::too_many_arguments)]
-async fn update_columns(
-    conn: &mut AnyConnection,
-    dialect: Dialect,
-    table: &str,
-    id: &str,
-    changes: &serde_json::Map<String, Value>,
-    columns: &[&str],
-    updated: String,
-    version: i64,
-) -> Result<(), sqlx::Error> {
-    let mut sets = vec!["updated = $1".to_owned(), "version = $2".to_owned()];
-    let mut binds = vec![Bind::Text(updated), Bind::Int(version)];
+/// Columns of a row in the order they are set, as an INSERT lists them or
+/// an UPDATE sets them. Both the per-event path and the replay fold build
+/// rows with the same functions, so they cannot drift apart.
+pub(crate) type Cols = Vec<(&'static str, Bind)>;
+
+/// A JSON value as the bind for a `*.updated` change (objects and arrays as
+/// JSON text, booleans as 0/1).
+fn change_bind(value: &Value) -> Bind {
+    match value {
+        Value::Null => Bind::Null,
+        Value::String(s) => Bind::Text(s.clone()),
+        Value::Bool(b) => Bind::Int(*b as i64),
+        Value::Number(n) if n.is_i64() => Bind::Int(n.as_i64().unwrap_or(0)),
+        Value::Number(n) => Bind::Float(n.as_f64().unwrap_or(0.0)),
+        other => Bind::Text(other.to_string()),
+    }
+}
+
+/// What a `*.updated` event sets: `updated`, `version`, then each change
+/// whose column is one of `columns` (others are ignored).
+fn changed_columns(changes: &serde_json::Map<String, Value>, columns: &[&'static str], updated: String, version: i64) -> Cols {
+    let mut cols: Cols = vec![("updated", Bind::Text(updated)), ("version", Bind::Int(version))];
     for (col, value) in changes {
-        if !columns.contains(&col.as_str()) {
-            continue;
+        if let Some(&column) = columns.iter().find(|c| **c == col.as_str()) {
+            cols.push((column, change_bind(value)));
         }
-        let bind = match value {
-            Value::Null => Bind::Null,
-            Value::String(s) => Bind::Text(s.clone()),
-            Value::Bool(b) => Bind::Int(*b as i64),
-            Value::Number(n) if n.is_i64() => Bind::Int(n.as_i64().unwrap_or(0)),
-            Value::Number(n) => Bind::Float(n.as_f64().unwrap_or(0.0)),
-            other => Bind::Text(other.to_string()),
-        };
+    }
+    cols
+}
+
+/// `INSERT INTO table (cols) VALUES (...)`, optionally `ON CONFLICT DO NOTHING`.
+async fn insert_row(conn: &mut AnyConnection, dialect: Dialect, table: &str, cols: Cols, on_conflict_nothing: bool) -> Result<(), sqlx::Error> {
+    let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
+    let binds: Vec<Bind> = cols.into_iter().map(|(_, b)| b).collect();
+    let sql = format!(
+        "INSERT INTO {table} ({}) VALUES ({}){}",
+        names.join(", "),
+        crate::db::sql::placeholders(1, binds.len()),
+        if on_conflict_nothing { " ON CONFLICT DO NOTHING" } else { "" }
+    );
+    exec(conn, dialect, &sql, &binds).await?;
+    Ok(())
+}
+
+/// `UPDATE table SET cols WHERE id = id`.
+async fn update_row(conn: &mut AnyConnection, dialect: Dialect, table: &str, id: &str, cols: Cols) -> Result<(), sqlx::Error> {
+    let mut sets = Vec::with_capacity(cols.len());
+    let mut binds = Vec::with_capacity(cols.len() + 1);
+    for (col, bind) in cols {
         binds.push(bind);
         sets.push(format!("{col} = ${}", binds.len()));
     }
@@ -122,15 +146,48 @@ async fn update_columns(
     Ok(())
 }
 
-/// Inserts a state row into `table` (`flow_run_state` / `task_run_state`);
-/// a state id already present is left alone.
-/// [`insert_state`] for many states at once: `(run id, state, created)`,
-/// in multi-row INSERTs.
+/// Writes `changes` (column → JSON value) to `table` for row `id`, allowing
+/// only `columns`; JSON objects and arrays go to text columns as JSON.
+#[allow(clippy::too_many_arguments)]
+async fn update_columns(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    table: &str,
+    id: &str,
+    changes: &serde_json::Map<String, Value>,
+    columns: &[&'static str],
+    updated: String,
+    version: i64,
+) -> Result<(), sqlx::Error> {
+    update_row(conn, dialect, table, id, changed_columns(changes, columns, updated, version)).await
+}
+
+/// The columns of the state row for run `run_id` (a `flow_run_state` or
+/// `task_run_state` row).
+fn state_row(run_column: &'static str, run_id: String, state: &crate::orchestration::states::State, created: String) -> Cols {
+    // The same text as serializing through a `Value` (fields in struct order).
+    let details = serde_json::to_string(&state.state_details).unwrap_or_else(|_| "null".to_owned());
+    vec![
+        ("id", Bind::Text(state.id.to_string())),
+        (run_column, Bind::Text(run_id)),
+        ("created", Bind::Text(created)),
+        ("type", Bind::Text(state.state_type.as_str().to_owned())),
+        ("name", Bind::Text(state.name.clone())),
+        ("timestamp", Bind::Text(crate::time::fmt_ts(state.timestamp))),
+        ("message", state.message.clone().into()),
+        ("state_details", Bind::Text(details)),
+        ("data", state.data.as_ref().map(|d| d.to_string()).into()),
+    ]
+}
+
+/// Inserts state rows into `table` (`flow_run_state` / `task_run_state`):
+/// `(run id, state, created)`, in multi-row INSERTs; a state id already
+/// present is left alone.
 async fn insert_states(
     conn: &mut AnyConnection,
     dialect: Dialect,
     table: &str,
-    run_column: &str,
+    run_column: &'static str,
     states: &[(String, &crate::orchestration::states::State, String)],
 ) -> Result<(), sqlx::Error> {
     for chunk in states.chunks(200) {
@@ -141,18 +198,7 @@ async fn insert_states(
         );
         let mut binds = Vec::with_capacity(chunk.len() * 9);
         for (run_id, state, created) in chunk {
-            let details = serde_json::to_value(&state.state_details).unwrap_or(Value::Null);
-            binds.extend([
-                Bind::Text(state.id.to_string()),
-                Bind::Text(run_id.clone()),
-                Bind::Text(created.clone()),
-                Bind::Text(state.state_type.as_str().to_owned()),
-                Bind::Text(state.name.clone()),
-                Bind::Text(crate::time::fmt_ts(state.timestamp)),
-                state.message.clone().into(),
-                json_text(&details),
-                state.data.as_ref().map(|d| d.to_string()).into(),
-            ]);
+            binds.extend(state_row(run_column, run_id.clone(), state, created.clone()).into_iter().map(|(_, b)| b));
         }
         exec(conn, dialect, &sql, &binds).await?;
     }
@@ -184,7 +230,7 @@ async fn insert_state(
     conn: &mut AnyConnection,
     dialect: Dialect,
     table: &str,
-    run_column: &str,
+    run_column: &'static str,
     run_id: &str,
     state: &crate::orchestration::states::State,
     created: String,

@@ -9,18 +9,18 @@ use serde_json::{Map, Value};
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use super::{exec, insert_state, opt_ts, ProjectionError};
+use super::{exec, insert_row, insert_state, opt_ts, Cols, ProjectionError};
 use crate::db::{Bind, Dialect};
 use crate::eventlog::RecordedEvent;
 use crate::orchestration::states::{State, StateDetails, StateType};
 use crate::time::{fmt_ts, parse_ts};
 
 /// The parts of a client task-run event the recorder uses.
-struct TaskRunEvent {
-    task_run_id: Uuid,
-    flow_run_id: Option<Uuid>,
-    state: State,
-    task_run: Map<String, Value>,
+pub(super) struct TaskRunEvent<'a> {
+    pub(super) task_run_id: Uuid,
+    pub(super) flow_run_id: Option<Uuid>,
+    pub(super) state: State,
+    pub(super) task_run: &'a Map<String, Value>,
 }
 
 fn resource_uuid(id: Option<&str>, prefix: &str) -> Option<Uuid> {
@@ -28,7 +28,7 @@ fn resource_uuid(id: Option<&str>, prefix: &str) -> Option<Uuid> {
 }
 
 /// Parses the event; `None` when it is not a recordable task-run event.
-fn parse(event: &Value, event_id: Uuid) -> Option<TaskRunEvent> {
+pub(super) fn parse(event: &Value, event_id: Uuid) -> Option<TaskRunEvent<'_>> {
     let resource = event.get("resource")?;
     if resource.get("prefect.orchestration").and_then(Value::as_str) != Some("client") {
         return None;
@@ -66,7 +66,7 @@ fn parse(event: &Value, event_id: Uuid) -> Option<TaskRunEvent> {
         data: validated.get("data").cloned().filter(|d| !d.is_null()),
         state_details: details,
     };
-    let task_run = payload.get("task_run")?.as_object()?.clone();
+    let task_run = payload.get("task_run")?.as_object()?;
     Some(TaskRunEvent { task_run_id, flow_run_id, state, task_run })
 }
 
@@ -106,8 +106,8 @@ fn columns_from(task_run: &Map<String, Value>) -> Vec<(&'static str, Bind)> {
 
 /// The task_run columns an event sets: the fields its payload carries, its
 /// flow run, its state and the stream version.
-fn row_columns(ev: &TaskRunEvent, stream_version: i64) -> Vec<(&'static str, Bind)> {
-    let mut cols = columns_from(&ev.task_run);
+pub(super) fn row_columns(ev: &TaskRunEvent, stream_version: i64) -> Vec<(&'static str, Bind)> {
+    let mut cols = columns_from(ev.task_run);
     cols.push(("flow_run_id", ev.flow_run_id.map(|u| u.to_string()).into()));
     cols.push(("state_id", Bind::Text(ev.state.id.to_string())));
     cols.push(("state_type", Bind::Text(ev.state.state_type.as_str().to_owned())));
@@ -118,7 +118,7 @@ fn row_columns(ev: &TaskRunEvent, stream_version: i64) -> Vec<(&'static str, Bin
 }
 
 /// The id of an existing row for this task run: by id, else by natural key.
-async fn existing_id(conn: &mut AnyConnection, dialect: Dialect, ev: &TaskRunEvent) -> Result<Option<String>, sqlx::Error> {
+async fn existing_id(conn: &mut AnyConnection, dialect: Dialect, ev: &TaskRunEvent<'_>) -> Result<Option<String>, sqlx::Error> {
     let by_id = sqlx::query(&dialect.rewrite("SELECT id FROM task_run WHERE id = $1"))
         .bind(ev.task_run_id.to_string())
         .fetch_optional(&mut *conn)
@@ -175,30 +175,9 @@ pub(super) async fn apply(conn: &mut AnyConnection, dialect: Dialect, event: &Re
         }
         None => {
             let id = ev.task_run_id.to_string();
-            let mut names = vec!["id", "workspace_id", "created", "updated"];
-            let mut binds = vec![
-                Bind::Text(id.clone()),
-                Bind::Text(event.workspace_id.to_string()),
-                Bind::Text(received.clone()),
-                Bind::Text(received),
-            ];
-            for (c, b) in cols {
-                names.push(c);
-                binds.push(b);
-            }
-            for (required, default) in [("name", ""), ("task_key", ""), ("dynamic_key", "")] {
-                if !names.contains(&required) {
-                    names.push(required);
-                    binds.push(Bind::Text(default.to_owned()));
-                }
-            }
-            let phs: Vec<String> = (1..=binds.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "INSERT INTO task_run ({}) VALUES ({}) ON CONFLICT DO NOTHING",
-                names.join(", "),
-                phs.join(", ")
-            );
-            exec(conn, dialect, &sql, &binds).await?;
+            let mut row: Cols = vec![("updated", Bind::Text(received.clone()))];
+            row.extend(cols);
+            insert_row(conn, dialect, "task_run", new_row(&id, &event.workspace_id.to_string(), received, row), true).await?;
             id
         }
     };
@@ -231,7 +210,7 @@ impl PendingRow {
     }
 }
 
-fn natural_key(ev: &TaskRunEvent) -> Option<(String, String, String)> {
+pub(super) fn natural_key(ev: &TaskRunEvent) -> Option<(String, String, String)> {
     Some((
         ev.flow_run_id?.to_string(),
         ev.task_run.get("task_key")?.as_str()?.to_owned(),
@@ -240,7 +219,7 @@ fn natural_key(ev: &TaskRunEvent) -> Option<(String, String, String)> {
 }
 
 /// The rows that exist for these events' task runs, by id or natural key.
-async fn existing_rows(conn: &mut AnyConnection, dialect: Dialect, events: &[(TaskRunEvent, &RecordedEvent)]) -> Result<Vec<PendingRow>, sqlx::Error> {
+async fn existing_rows(conn: &mut AnyConnection, dialect: Dialect, events: &[(TaskRunEvent<'_>, &RecordedEvent)]) -> Result<Vec<PendingRow>, sqlx::Error> {
     let mut binds: Vec<Bind> = events.iter().map(|(ev, _)| Bind::Text(ev.task_run_id.to_string())).collect();
     let ids = crate::db::sql::placeholders(1, binds.len());
     let keys: Vec<(String, String, String)> = events.iter().filter_map(|(ev, _)| natural_key(ev)).collect();
@@ -277,7 +256,7 @@ async fn existing_rows(conn: &mut AnyConnection, dialect: Dialect, events: &[(Ta
 /// once, writes each task run once and inserts the states together, instead
 /// of three or four statements per event.
 pub(super) async fn apply_batch(conn: &mut AnyConnection, dialect: Dialect, events: &[&RecordedEvent]) -> Result<(), ProjectionError> {
-    let parsed: Vec<(TaskRunEvent, &RecordedEvent)> = events
+    let parsed: Vec<(TaskRunEvent<'_>, &RecordedEvent)> = events
         .iter()
         .copied()
         .filter_map(|e| Some((parse(e.payload.get("event")?, e.event_id)?, e)))
@@ -336,19 +315,20 @@ async fn write_row(conn: &mut AnyConnection, dialect: Dialect, row: &PendingRow,
         exec(conn, dialect, &sql, &binds).await?;
         return Ok(());
     }
-    let mut names = vec!["id", "workspace_id", "created"];
-    let mut binds = vec![Bind::Text(row.id.clone()), Bind::Text(workspace.to_owned()), Bind::Text(row.created.clone())];
-    for (c, b) in &row.cols {
-        names.push(c);
-        binds.push(b.clone());
-    }
-    for (required, default) in [("name", ""), ("task_key", ""), ("dynamic_key", "")] {
-        if !names.contains(&required) {
-            names.push(required);
-            binds.push(Bind::Text(default.to_owned()));
+    insert_row(conn, dialect, "task_run", new_row(&row.id, workspace, row.created.clone(), row.cols.clone()), true).await
+}
+
+/// The task_run row the recorder inserts for a task run it has not seen:
+/// `cols` (what its events set, `updated` included) after the id, workspace
+/// and `created`, with an empty name, task key and dynamic key when no
+/// event carried them (they are NOT NULL).
+pub(super) fn new_row(id: &str, workspace: &str, created: String, cols: Cols) -> Cols {
+    let mut row: Cols = vec![("id", Bind::Text(id.to_owned())), ("workspace_id", Bind::Text(workspace.to_owned())), ("created", Bind::Text(created))];
+    row.extend(cols);
+    for required in ["name", "task_key", "dynamic_key"] {
+        if !row.iter().any(|(c, _)| *c == required) {
+            row.push((required, Bind::Text(String::new())));
         }
     }
-    let sql = format!("INSERT INTO task_run ({}) VALUES ({}) ON CONFLICT DO NOTHING", names.join(", "), crate::db::sql::placeholders(1, binds.len()));
-    exec(conn, dialect, &sql, &binds).await?;
-    Ok(())
+    row
 }

@@ -2,48 +2,22 @@
 
 use sqlx::AnyConnection;
 
-use super::{exec, insert_state, json_text, opt_ts, opt_uuid, payload, task_run_recorder, update_columns, ProjectionError};
+use super::{exec, insert_row, insert_state, json_text, opt_ts, opt_uuid, payload, task_run_recorder, update_columns, update_row, Cols, ProjectionError};
 use crate::db::{Bind, Dialect};
 use crate::eventlog::RecordedEvent;
-use crate::server_events::{StateSet, TaskRunCreated, RowUpdated, TASK_RUN_CREATED, TASK_RUN_DELETED, TASK_RUN_UPDATED};
+use crate::server_events::{StateSet, TaskRunCreated, TaskRunRecord, RowUpdated, TASK_RUN_CREATED, TASK_RUN_DELETED, TASK_RUN_UPDATED};
 use crate::time::fmt_ts;
 
 pub(super) async fn apply(conn: &mut AnyConnection, dialect: Dialect, event: &RecordedEvent) -> Result<(), ProjectionError> {
     let id = event.stream.id.to_string();
     match event.event_type.as_str() {
         TASK_RUN_CREATED => {
-            let TaskRunCreated { task_run: r } = payload(event)?;
-            let created = fmt_ts(r.created);
-            exec(
-                conn,
-                dialect,
-                "INSERT INTO task_run (id, workspace_id, created, updated, name, flow_run_id, task_key, dynamic_key, cache_key, \
-                 cache_expiration, task_version, empirical_policy, tags, labels, task_inputs, version) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-                &[
-                    Bind::Text(id),
-                    Bind::Text(event.workspace_id.to_string()),
-                    Bind::Text(created.clone()),
-                    Bind::Text(created),
-                    Bind::Text(r.name),
-                    opt_uuid(r.flow_run_id),
-                    Bind::Text(r.task_key),
-                    Bind::Text(r.dynamic_key),
-                    r.cache_key.into(),
-                    opt_ts(r.cache_expiration),
-                    r.task_version.into(),
-                    json_text(&r.empirical_policy),
-                    json_text(&r.tags),
-                    json_text(&r.labels),
-                    json_text(&r.task_inputs),
-                    Bind::Int(event.stream_version),
-                ],
-            )
-            .await?;
+            let TaskRunCreated { task_run } = payload(event)?;
+            insert_row(conn, dialect, "task_run", created_row(event, task_run), false).await?;
         }
         TASK_RUN_UPDATED => {
             let RowUpdated { changes, updated } = payload(event)?;
-            update_columns(conn, dialect, "task_run", &id, &changes, &["name"], fmt_ts(updated), event.stream_version).await?;
+            update_columns(conn, dialect, "task_run", &id, &changes, UPDATABLE, fmt_ts(updated), event.stream_version).await?;
         }
         TASK_RUN_DELETED => {
             exec(conn, dialect, "DELETE FROM task_run_state WHERE task_run_id = $1", &[Bind::Text(id.clone())]).await?;
@@ -59,57 +33,82 @@ pub(super) async fn apply(conn: &mut AnyConnection, dialect: Dialect, event: &Re
 }
 
 async fn apply_state(conn: &mut AnyConnection, dialect: Dialect, event: &RecordedEvent, id: &str, set: &StateSet) -> Result<(), sqlx::Error> {
-    let state = &set.state;
-    let run = &set.run;
-    let when = fmt_ts(event.occurred);
-    insert_state(conn, dialect, "task_run_state", "task_run_id", id, state, when.clone()).await?;
-    exec(
-        conn,
-        dialect,
-        "UPDATE task_run SET state_id = $1, state_type = $2, state_name = $3, state_timestamp = $4, run_count = $5, \
-         start_time = $6, end_time = $7, total_run_time = $8, expected_start_time = $9, next_scheduled_start_time = $10, \
-         empirical_policy = $11, flow_run_run_count = COALESCE(CAST($12 AS BIGINT), flow_run_run_count), updated = $13, version = $14, \
-         cache_key = COALESCE($15, cache_key), cache_expiration = COALESCE($16, cache_expiration) WHERE id = $17",
-        &[
-            Bind::Text(state.id.to_string()),
-            Bind::Text(state.state_type.as_str().to_owned()),
-            Bind::Text(state.name.clone()),
-            Bind::Text(fmt_ts(state.timestamp)),
-            Bind::Int(run.run_count),
-            opt_ts(run.start_time),
-            opt_ts(run.end_time),
-            Bind::Float(run.total_run_time),
-            opt_ts(run.expected_start_time),
-            opt_ts(run.next_scheduled_start_time),
-            json_text(&run.empirical_policy),
-            match run.flow_run_run_count {
-                Some(n) => Bind::Int(n),
-                None => Bind::Null,
-            },
-            Bind::Text(when),
-            Bind::Int(event.stream_version),
-            state.state_details.cache_key.clone().into(),
-            opt_ts(state.state_details.cache_expiration),
-            Bind::Text(id.to_owned()),
-        ],
-    )
-    .await?;
-    // CacheInsertion: a COMPLETED state with a cache key becomes cacheable.
-    if state.state_type == crate::orchestration::states::StateType::Completed {
-        if let Some(key) = &state.state_details.cache_key {
-            exec(
-                conn,
-                dialect,
-                "INSERT INTO task_run_state_cache (cache_key, cache_expiration, task_run_state_id, created) VALUES ($1, $2, $3, $4)",
-                &[
-                    Bind::Text(key.clone()),
-                    opt_ts(state.state_details.cache_expiration),
-                    Bind::Text(state.id.to_string()),
-                    Bind::Text(fmt_ts(event.occurred)),
-                ],
-            )
-            .await?;
-        }
+    insert_state(conn, dialect, "task_run_state", "task_run_id", id, &set.state, fmt_ts(event.occurred)).await?;
+    update_row(conn, dialect, "task_run", id, state_columns(event, set)).await?;
+    if let Some(row) = cache_row(event, &set.state) {
+        insert_row(conn, dialect, "task_run_state_cache", row, false).await?;
     }
     Ok(())
+}
+
+/// Columns a `task-run.updated` event may change.
+pub(super) const UPDATABLE: &[&str] = &["name"];
+
+/// The task_run row a `task-run.created` event inserts.
+pub(super) fn created_row(event: &RecordedEvent, r: TaskRunRecord) -> Cols {
+    let created = fmt_ts(r.created);
+    vec![
+        ("id", Bind::Text(event.stream.id.to_string())),
+        ("workspace_id", Bind::Text(event.workspace_id.to_string())),
+        ("created", Bind::Text(created.clone())),
+        ("updated", Bind::Text(created)),
+        ("name", Bind::Text(r.name)),
+        ("flow_run_id", opt_uuid(r.flow_run_id)),
+        ("task_key", Bind::Text(r.task_key)),
+        ("dynamic_key", Bind::Text(r.dynamic_key)),
+        ("cache_key", r.cache_key.into()),
+        ("cache_expiration", opt_ts(r.cache_expiration)),
+        ("task_version", r.task_version.into()),
+        ("empirical_policy", json_text(&r.empirical_policy)),
+        ("tags", json_text(&r.tags)),
+        ("labels", json_text(&r.labels)),
+        ("task_inputs", json_text(&r.task_inputs)),
+        ("version", Bind::Int(event.stream_version)),
+    ]
+}
+
+/// What a state event sets on its task_run row. `flow_run_run_count`,
+/// `cache_key` and `cache_expiration` are set only when the event carries
+/// them (otherwise the row keeps its value).
+pub(super) fn state_columns(event: &RecordedEvent, set: &StateSet) -> Cols {
+    let (state, run) = (&set.state, &set.run);
+    let mut cols = vec![
+        ("state_id", Bind::Text(state.id.to_string())),
+        ("state_type", Bind::Text(state.state_type.as_str().to_owned())),
+        ("state_name", Bind::Text(state.name.clone())),
+        ("state_timestamp", Bind::Text(fmt_ts(state.timestamp))),
+        ("run_count", Bind::Int(run.run_count)),
+        ("start_time", opt_ts(run.start_time)),
+        ("end_time", opt_ts(run.end_time)),
+        ("total_run_time", Bind::Float(run.total_run_time)),
+        ("expected_start_time", opt_ts(run.expected_start_time)),
+        ("next_scheduled_start_time", opt_ts(run.next_scheduled_start_time)),
+        ("empirical_policy", json_text(&run.empirical_policy)),
+        ("updated", Bind::Text(fmt_ts(event.occurred))),
+        ("version", Bind::Int(event.stream_version)),
+    ];
+    if let Some(n) = run.flow_run_run_count {
+        cols.push(("flow_run_run_count", Bind::Int(n)));
+    }
+    if let Some(key) = &state.state_details.cache_key {
+        cols.push(("cache_key", Bind::Text(key.clone())));
+    }
+    if let Some(exp) = state.state_details.cache_expiration {
+        cols.push(("cache_expiration", Bind::Text(fmt_ts(exp))));
+    }
+    cols
+}
+
+/// CacheInsertion: a COMPLETED state with a cache key becomes cacheable.
+pub(super) fn cache_row(event: &RecordedEvent, state: &crate::orchestration::states::State) -> Option<Cols> {
+    if state.state_type != crate::orchestration::states::StateType::Completed {
+        return None;
+    }
+    let key = state.state_details.cache_key.as_ref()?;
+    Some(vec![
+        ("cache_key", Bind::Text(key.clone())),
+        ("cache_expiration", opt_ts(state.state_details.cache_expiration)),
+        ("task_run_state_id", Bind::Text(state.id.to_string())),
+        ("created", Bind::Text(fmt_ts(event.occurred))),
+    ])
 }
