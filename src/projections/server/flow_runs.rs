@@ -87,7 +87,8 @@ pub(super) fn created_row(event: &RecordedEvent, r: FlowRunRecord) -> Cols {
 }
 
 /// What a state event sets on its flow_run row (the state row itself is
-/// [`super::state_row`]).
+/// [`super::state_row`]). Task runs keep the same bookkeeping and add to it
+/// (`task_runs::state_columns`).
 pub(super) fn state_columns(event: &RecordedEvent, set: &StateSet) -> Cols {
     let (state, run) = (&set.state, &set.run);
     vec![

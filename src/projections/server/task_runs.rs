@@ -72,21 +72,7 @@ pub(super) fn created_row(event: &RecordedEvent, r: TaskRunRecord) -> Cols {
 /// them (otherwise the row keeps its value).
 pub(super) fn state_columns(event: &RecordedEvent, set: &StateSet) -> Cols {
     let (state, run) = (&set.state, &set.run);
-    let mut cols = vec![
-        ("state_id", Bind::Text(state.id.to_string())),
-        ("state_type", Bind::Text(state.state_type.as_str().to_owned())),
-        ("state_name", Bind::Text(state.name.clone())),
-        ("state_timestamp", Bind::Text(fmt_ts(state.timestamp))),
-        ("run_count", Bind::Int(run.run_count)),
-        ("start_time", opt_ts(run.start_time)),
-        ("end_time", opt_ts(run.end_time)),
-        ("total_run_time", Bind::Float(run.total_run_time)),
-        ("expected_start_time", opt_ts(run.expected_start_time)),
-        ("next_scheduled_start_time", opt_ts(run.next_scheduled_start_time)),
-        ("empirical_policy", json_text(&run.empirical_policy)),
-        ("updated", Bind::Text(fmt_ts(event.occurred))),
-        ("version", Bind::Int(event.stream_version)),
-    ];
+    let mut cols = super::flow_runs::state_columns(event, set);
     if let Some(n) = run.flow_run_run_count {
         cols.push(("flow_run_run_count", Bind::Int(n)));
     }
