@@ -48,24 +48,31 @@ fn refusal(err: &AppError, detail: &'static str) -> Refusal {
     (if worker_fault { CloseReason::ProtocolError } else { CloseReason::TransientServerError }, detail)
 }
 
+async fn reader(db: &Db) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, Refusal> {
+    db.reader().acquire().await.map_err(|_| (CloseReason::TransientServerError, "database_unavailable"))
+}
+
 async fn read_pool(db: &Db, name: &str) -> Result<Option<Map<String, Value>>, Refusal> {
-    let mut conn = db.reader().acquire().await.map_err(|_| (CloseReason::TransientServerError, "database_unavailable"))?;
+    let mut conn = reader(db).await?;
     cmd::pool_by_name(&mut conn, db.dialect, name).await.map_err(|e| refusal(&e, "work_pool_read_failed"))
 }
 
-/// The pool's current snapshot view, or `None` once it is gone.
+/// The pool's current snapshot view, or `None` once it is gone (the row and
+/// its active slots read on one connection).
 pub async fn pool_view(db: &Db, name: &str) -> Result<Option<PoolView>, Refusal> {
-    let Some(pool) = read_pool(db, name).await? else { return Ok(None) };
+    let mut conn = reader(db).await?;
+    let Some(pool) = cmd::pool_by_name(&mut conn, db.dialect, name).await.map_err(|e| refusal(&e, "work_pool_read_failed"))? else {
+        return Ok(None);
+    };
     let id = cmd::id_of(&pool).map_err(|e| refusal(&e, "work_pool_read_failed"))?;
     let updated = pool.get("updated").cloned().unwrap_or(Value::Null);
     let paused = pool.get("is_paused").and_then(Value::as_bool).unwrap_or(false);
-    let mut conn = db.reader().acquire().await.map_err(|_| (CloseReason::TransientServerError, "database_unavailable"))?;
     let json = model::pool_json(&mut conn, db.dialect, pool).await.map_err(|_| (CloseReason::TransientServerError, "work_pool_read_failed"))?;
     Ok(Some(PoolView { id, updated, paused, json }))
 }
 
 async fn pool_queues(db: &Db, pool_id: Uuid) -> Result<Vec<QueueRef>, Refusal> {
-    let mut conn = db.reader().acquire().await.map_err(|_| (CloseReason::TransientServerError, "database_unavailable"))?;
+    let mut conn = reader(db).await?;
     let queues = model::queues(&mut conn, db.dialect, "t.work_pool_id = $1", &[Bind::Text(pool_id.to_string())])
         .await
         .map_err(|_| (CloseReason::TransientServerError, "work_queue_read_failed"))?;
