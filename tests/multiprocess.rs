@@ -62,12 +62,19 @@ async fn post(client: &reqwest::Client, url: String, body: Value) -> Value {
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn subscribe(base: &str, flow_id: &str) -> Ws {
-    let mut req = format!("{base}/events/out").replacen("http://", "ws://", 1).into_client_request().unwrap();
+/// Opens a WebSocket the way Prefect's client does: subprotocol `prefect`,
+/// then `auth` / `auth_success`.
+async fn prefect_socket(url: String) -> Ws {
+    let mut req = url.replacen("http://", "ws://", 1).into_client_request().unwrap();
     req.headers_mut().insert("Sec-WebSocket-Protocol", "prefect".parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     ws.send(Message::text(r#"{"type":"auth","token":null}"#)).await.unwrap();
     ws.next().await.unwrap().unwrap();
+    ws
+}
+
+async fn subscribe(base: &str, flow_id: &str) -> Ws {
+    let mut ws = prefect_socket(format!("{base}/events/out")).await;
     let filter = json!({"type": "filter", "filter": {
         "event": {"prefix": ["prefect.flow-run."]},
         "related": {"id": [format!("prefect.flow.{flow_id}")]}
@@ -92,11 +99,7 @@ async fn read_events(ws: &mut Ws, n: usize) -> Vec<(String, String)> {
 
 /// Opens a worker channel on `pool` and reads past `worker.ready.v1`.
 async fn worker_channel(base: &str, pool: &str) -> Ws {
-    let mut req = format!("{base}/work_pools/{pool}/workers/connect").replacen("http://", "ws://", 1).into_client_request().unwrap();
-    req.headers_mut().insert("Sec-WebSocket-Protocol", "prefect".parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    ws.send(Message::text(r#"{"type":"auth","token":null}"#)).await.unwrap();
-    ws.next().await.unwrap().unwrap();
+    let mut ws = prefect_socket(format!("{base}/work_pools/{pool}/workers/connect")).await;
     let hello = json!({"type": "worker.hello.v1", "id": uuid::Uuid::now_v7(), "sent_at": "2026-11-23T20:00:00Z", "payload": {
         "consumer_id": uuid::Uuid::now_v7(), "worker_name": "mp-worker", "worker_type": "process", "heartbeat_interval_seconds": 30,
         "supported_channel_versions": ["work_pool_worker_channel.v1"],

@@ -4,7 +4,6 @@
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::both_backends;
@@ -96,12 +95,7 @@ both_backends!(events_out_backfills_then_streams_without_duplicates, |app: TestA
     let before = emit(&app, &rid, "test.streamed", 3).await;
     app.wait_for("backfill candidates stored", || async { (page_for(&app, &rid).await["total"] == 3).then_some(()) }).await;
 
-    let url = app.url("/events/out").replacen("http://", "ws://", 1);
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert("Sec-WebSocket-Protocol", "prefect".parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    ws.send(Message::text(r#"{"type":"auth","token":null}"#)).await.unwrap();
-    assert_eq!(ws.next().await.unwrap().unwrap().into_text().unwrap().as_str(), r#"{"type":"auth_success"}"#);
+    let mut ws = app.prefect_socket("/events/out").await;
     let filter = json!({"type": "filter", "filter": {"resource": {"id": [rid]}, "order": "DESC"}});
     ws.send(Message::text(filter.to_string())).await.unwrap();
 

@@ -2,7 +2,6 @@
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::both_backends;
@@ -33,16 +32,8 @@ fn task_event(id: &str, task_run_id: &str, flow_run_id: &str, state_type: &str, 
     })
 }
 
-async fn connect(app: &TestApp) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let url = app.url("/events/in").replacen("http://", "ws://", 1);
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert("Sec-WebSocket-Protocol", "prefect".parse().unwrap());
-    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
-    assert_eq!(resp.headers().get("sec-websocket-protocol").unwrap(), "prefect");
-    ws.send(Message::text(r#"{"type":"auth","token":null}"#)).await.unwrap();
-    let reply = ws.next().await.unwrap().unwrap();
-    assert_eq!(reply.into_text().unwrap().as_str(), r#"{"type":"auth_success"}"#);
-    ws
+async fn connect(app: &TestApp) -> crate::helpers::Socket {
+    app.prefect_socket("/events/in").await
 }
 
 both_backends!(task_run_events_record_task_runs_newest_state_wins, |app: TestApp| async move {

@@ -21,6 +21,9 @@ fn postgres_admin_url() -> String {
     std::env::var("PREFECT_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// A client WebSocket to the test server.
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
@@ -116,6 +119,23 @@ impl TestApp {
         use sqlx::Row;
         let row = sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) FROM es_events").fetch_one(self.db.reader()).await.unwrap();
         row.try_get::<i64, _>(0).unwrap()
+    }
+
+    /// Opens a WebSocket on `path` the way Prefect's client does: subprotocol
+    /// `prefect` (which the server must select), then `auth` answered by
+    /// `auth_success`.
+    pub async fn prefect_socket(&self, path: &str) -> Socket {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::Message;
+        let mut req = self.url(path).replacen("http://", "ws://", 1).into_client_request().unwrap();
+        req.headers_mut().insert("Sec-WebSocket-Protocol", "prefect".parse().unwrap());
+        let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+        assert_eq!(resp.headers().get("sec-websocket-protocol").unwrap(), "prefect");
+        ws.send(Message::text(r#"{"type":"auth","token":null}"#)).await.unwrap();
+        let reply = ws.next().await.unwrap().unwrap();
+        assert_eq!(reply.into_text().unwrap().as_str(), r#"{"type":"auth_success"}"#);
+        ws
     }
 
     /// Polls `check` until it returns `Some`, for effects that are not

@@ -3,23 +3,14 @@
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 use crate::both_backends;
-use crate::helpers::{diff_report, TestApp};
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::helpers::{diff_report, Socket, TestApp};
 
 async fn connect(app: &TestApp, pool: &str) -> Socket {
-    let url = app.url(&format!("/work_pools/{pool}/workers/connect")).replacen("http://", "ws://", 1);
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert("Sec-WebSocket-Protocol", "prefect".parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    ws.send(Message::text(r#"{"type":"auth","token":null}"#)).await.unwrap();
-    assert_eq!(next_json(&mut ws).await, json!({"type": "auth_success"}));
-    ws
+    app.prefect_socket(&format!("/work_pools/{pool}/workers/connect")).await
 }
 
 fn frame(kind: &str, payload: Value) -> Message {
