@@ -54,14 +54,5 @@ async fn history(State(state): State<AppState>, body: Bytes) -> ApiResult<Json<V
 /// `{flow_run_ids}` → `{flow_run_id: number of task runs}` (subflow runs'
 /// parent tasks left out).
 async fn count_task_runs(State(state): State<AppState>, body: Bytes) -> ApiResult<Json<Value>> {
-    let mut fields = Fields::parse(&body)?;
-    let ids = fields.uuids("flow_run_ids");
-    fields.check()?;
-    let ids = ids.unwrap_or_default();
-    let found = if ids.is_empty() {
-        Default::default()
-    } else {
-        super::counts_by_key(&state, &ui::count_task_runs_by_flow_run(&ids, &super::super::workspace())).await?
-    };
-    Ok(Json(ui::by_id(&ids, found, Value::from(0))))
+    Ok(Json(super::counts_for_ids(&state, &body, "flow_run_ids", ui::count_task_runs_by_flow_run).await?))
 }

@@ -19,16 +19,7 @@ pub fn router() -> Router<AppState> {
 
 /// `{flow_ids}` → `{flow_id: number of deployments}`.
 async fn count_deployments(State(state): State<AppState>, body: Bytes) -> ApiResult<Json<Value>> {
-    let mut fields = Fields::parse(&body)?;
-    let ids = fields.uuids("flow_ids");
-    fields.check()?;
-    let ids = ids.unwrap_or_default();
-    let found = if ids.is_empty() {
-        Default::default()
-    } else {
-        super::counts_by_key(&state, &ui::count_deployments_by_flow(&ids, &super::super::workspace())).await?
-    };
-    Ok(Json(ui::by_id(&ids, found, Value::from(0))))
+    Ok(Json(super::counts_for_ids(&state, &body, "flow_ids", ui::count_deployments_by_flow).await?))
 }
 
 /// `{flow_ids}` → `{flow_id: SimpleNextFlowRun | null}`: each flow's
