@@ -152,3 +152,34 @@ both_backends!(the_set_based_rebuild_matches_the_live_model, |app: TestApp| asyn
     let report = prefect_server::replay::rebuild_server(&app.db, false).await.unwrap();
     assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
 });
+
+both_backends!(a_drifted_live_model_is_reported_and_repaired, |app: TestApp| async move {
+    let flow_id = app.create_flow("drifting").await;
+    let run = app.create_flow_run(&flow_id).await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    // Given a live row that no longer says what the log says
+    let mut conn = app.db.begin_write().await.unwrap();
+    sqlx::query(&app.db.q("UPDATE flow_run SET name = 'tampered' WHERE id = $1")).bind(&id).execute(&mut *conn).await.unwrap();
+    conn.commit().await.unwrap();
+    // When the rebuild is verified, it names the row on both sides and
+    // leaves the live model as it was
+    let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
+    assert!(!report.matches());
+    let (live, rebuilt) = report.before.iter().zip(&report.after).find(|(b, _)| b.table == "flow_run").unwrap();
+    assert_ne!(live, rebuilt);
+    let diff = live.differing_rows(rebuilt, 4);
+    assert_eq!(diff.len(), 2, "{diff:?}");
+    assert!(diff.iter().all(|line| line.contains(&id)), "{diff:?}");
+    assert!(diff.iter().any(|line| line.starts_with("live:") && line.contains("tampered")), "{diff:?}");
+    let others = report.before.iter().zip(&report.after).filter(|(b, a)| b != a).count();
+    assert_eq!(others, 1, "only flow_run differs: {}", crate::helpers::diff_report(&report));
+    let (_, body) = app.get(&format!("/flow_runs/{id}")).await;
+    assert_eq!(body["name"], "tampered");
+    // And a committed rebuild reports the table and restores the row
+    let report = prefect_server::replay::rebuild_server(&app.db, false).await.unwrap();
+    assert!(!report.matches());
+    let (_, body) = app.get(&format!("/flow_runs/{id}")).await;
+    assert_eq!(body["name"], run["name"]);
+    let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
+    assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
+});
