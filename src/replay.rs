@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use sqlx::{AnyConnection, Row};
 
 use crate::db::{Db, Dialect};
-use crate::eventlog::{read_all_in_order, RecordedEvent};
+use crate::eventlog::{decode_all, read_rows_in_order, RecordedEvent};
 use crate::projections::server::rebuild::Rebuild;
 use crate::projections::server::{self, TABLES};
 
@@ -197,47 +197,41 @@ pub async fn rebuild_server_with(db: &Db, verify: bool, max_rows: usize) -> anyh
 /// Events read from the log per query.
 const REPLAY_BATCH: i64 = 5000;
 
-/// Reads the whole log in order on a connection of its own, a batch or two
-/// ahead of the fold: fetching and decoding a batch (about half of a
-/// replay's CPU) then runs on one core while the previous batch is folded
-/// on the other. The log is append-only and the replay transaction only
-/// touches the read model, so reading outside it sees the same events; on
-/// SQLite the replay holds the only writer, so nothing is appended meanwhile.
+/// Reads the whole log in order on a connection of its own, ahead of the
+/// fold: a batch is fetched while the one before is decoded (on a blocking
+/// thread) and the one before that is folded, so the three use both cores.
+/// Fetching and decoding were two thirds of a replay's CPU. The log is
+/// append-only and the replay transaction only touches the read model, so
+/// reading outside it sees the same events; on SQLite the replay holds the
+/// only writer, so nothing is appended meanwhile.
 fn read_ahead(db: Db) -> tokio::sync::mpsc::Receiver<Result<Vec<RecordedEvent>, sqlx::Error>> {
     let (sender, receiver) = tokio::sync::mpsc::channel(2);
     tokio::spawn(async move {
-        let mut conn = match db.reader().acquire().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                let _ = sender.send(Err(e)).await;
-                return;
-            }
-        };
-        let mut after_position = 0;
-        loop {
-            let batch = read_all_in_order(&mut conn, db.dialect, after_position, REPLAY_BATCH).await;
-            let done = match &batch {
-                Ok(events) => match events.last() {
-                    Some(last) => {
-                        after_position = last.position;
-                        false
-                    }
-                    None => true,
-                },
-                Err(_) => true,
-            };
-            if done {
-                if let Err(e) = batch {
-                    let _ = sender.send(Err(e)).await;
-                }
-                return;
-            }
-            if sender.send(batch).await.is_err() {
-                return;
-            }
+        if let Err(e) = feed(&db, &sender).await {
+            let _ = sender.send(Err(e)).await;
         }
     });
     receiver
+}
+
+/// [`read_ahead`]'s task: fetches batches and hands each to a decoder,
+/// sending the decoded batches in order.
+async fn feed(db: &Db, sender: &tokio::sync::mpsc::Sender<Result<Vec<RecordedEvent>, sqlx::Error>>) -> Result<(), sqlx::Error> {
+    let mut conn = db.reader().acquire().await?;
+    let mut after_position = 0;
+    let mut decoding: Option<tokio::task::JoinHandle<Result<Vec<RecordedEvent>, sqlx::Error>>> = None;
+    loop {
+        let (rows, last) = read_rows_in_order(&mut conn, db.dialect, after_position, REPLAY_BATCH).await?;
+        if let Some(previous) = decoding.take() {
+            let batch = previous.await.map_err(|e| sqlx::Error::Protocol(format!("decoding the log failed: {e}")))?;
+            if sender.send(batch).await.is_err() {
+                return Ok(());
+            }
+        }
+        let Some(last) = last else { return Ok(()) };
+        after_position = last;
+        decoding = Some(tokio::task::spawn_blocking(move || decode_all(&rows)));
+    }
 }
 
 async fn write_out(conn: &mut AnyConnection, dialect: Dialect, rebuild: Option<Rebuild>) -> anyhow::Result<()> {

@@ -233,6 +233,19 @@ pub async fn read_all_in_order(
     after_position: i64,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    let (rows, _) = read_rows_in_order(conn, dialect, after_position, limit).await?;
+    decode_all(&rows)
+}
+
+/// [`read_all_in_order`] without the decoding, for a caller that decodes
+/// on another thread ([`decode_all`]). Returns the rows and the last
+/// position read.
+pub async fn read_rows_in_order(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    after_position: i64,
+    limit: i64,
+) -> Result<(Vec<sqlx::any::AnyRow>, Option<i64>), sqlx::Error> {
     let sql = format!(
         "SELECT {} FROM es_events WHERE position > $1 ORDER BY position LIMIT $2",
         select_columns(dialect)
@@ -242,6 +255,15 @@ pub async fn read_all_in_order(
         .bind(limit)
         .fetch_all(&mut *conn)
         .await?;
+    let last = match rows.last() {
+        Some(row) => Some(row.try_get::<i64, _>("position")?),
+        None => None,
+    };
+    Ok((rows, last))
+}
+
+/// Decodes rows read by [`read_rows_in_order`].
+pub fn decode_all(rows: &[sqlx::any::AnyRow]) -> Result<Vec<RecordedEvent>, sqlx::Error> {
     rows.iter().map(decode).collect()
 }
 
