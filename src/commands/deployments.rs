@@ -14,6 +14,7 @@ use super::write;
 use crate::api::error::{ApiResult, AppError};
 use crate::db::{Bind, Db, Dialect};
 use crate::eventlog::{lock_key, lock_stream, StreamRef, StreamType, DEFAULT_WORKSPACE};
+use crate::orchestration::job_variables;
 use crate::orchestration::outcome::ProposedState;
 use crate::orchestration::states::FlowRunPolicy;
 use crate::schedules::Schedule;
@@ -285,6 +286,11 @@ pub async fn create_deployment(db: &Db, body: DeploymentCreate) -> ApiResult<(Uu
             lock_key(conn, dialect, &format!("deployment-name:{}:{}", body.flow_id, body.name)).await?;
             let existing = find(conn, dialect, &DEPLOYMENT, "t.flow_id = $1 AND t.name = $2", &[Bind::Text(body.flow_id.to_string()), Bind::Text(body.name.clone())]).await?;
             let queue = resolve_queue(conn, dialect, body.work_pool_name.as_deref(), body.work_queue_name.as_deref()).await?;
+            if body.work_pool_name.is_some() {
+                if let Some(template) = template_of_queue(conn, dialect, queue.as_ref().map(|q| q.0)).await? {
+                    job_variables::deployment(&template, &body.job_variables).map_err(|r| job_variables_error(r, "creating deployment"))?;
+                }
+            }
             let mut labels = flow_labels;
             labels.insert("prefect.flow.id".into(), json!(body.flow_id));
             labels.extend(body.labels.clone().unwrap_or_default());
@@ -433,6 +439,7 @@ pub async fn update_deployment(db: &Db, id: Uuid, body: Map<String, Value>) -> A
                 }
                 None => None,
             };
+            check_update_configuration(conn, dialect, &body).await?;
             // Prefect stores the hydrated parameters, checked against the schema.
             if let Some(Value::Object(p)) = body.get("parameters") {
                 let hydrated = hydrate_parameters(conn, dialect, p.clone(), "deployment").await?;
@@ -470,6 +477,20 @@ pub async fn update_deployment(db: &Db, id: Uuid, body: Map<String, Value>) -> A
         })
     })
     .await
+}
+
+/// `DeploymentUpdate.check_valid_configuration`, which Prefect runs when an
+/// update names a work pool: the sent job variables against that pool's
+/// schema, required keys not enforced; 409 with the error's repr. (An
+/// unknown pool is left to the queue resolution's 404.)
+async fn check_update_configuration(conn: &mut AnyConnection, dialect: Dialect, body: &Map<String, Value>) -> ApiResult<()> {
+    let (Some(pool), Some(Value::Object(variables))) = (body.get("work_pool_name").and_then(Value::as_str).filter(|p| !p.is_empty()), body.get("job_variables")) else {
+        return Ok(());
+    };
+    let Some(pool) = pools::pool_by_name(conn, dialect, pool).await? else { return Ok(()) };
+    let template = pool.get("base_job_template").and_then(Value::as_object).cloned().unwrap_or_default();
+    job_variables::update_configuration(&template, variables)
+        .map_err(|repr| AppError::Detail(axum::http::StatusCode::CONFLICT, format!("Error creating deployment: {repr}")))
 }
 
 /// Prefect's `hydrate(parameters, ctx)` with a context that raises on error,
@@ -702,6 +723,41 @@ fn uuid_field(doc: &Map<String, Value>, key: &str) -> Option<Uuid> {
     doc.get(key).and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok())
 }
 
+/// The base job template of the pool behind a work queue (`None` when the
+/// queue is unknown or not in a pool).
+async fn template_of_queue(conn: &mut AnyConnection, dialect: Dialect, queue_id: Option<Uuid>) -> ApiResult<Option<Map<String, Value>>> {
+    let Some(qid) = queue_id else { return Ok(None) };
+    let row = sqlx::query(&dialect.rewrite("SELECT p.base_job_template FROM work_queue q JOIN work_pool p ON p.id = q.work_pool_id WHERE q.id = $1"))
+        .bind(qid.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.and_then(|r| r.try_get::<String, _>(0).ok()).and_then(|t| serde_json::from_str(&t).ok()))
+}
+
+/// A job-variable refusal as Prefect answers it: 422 `Error <doing>: ...`,
+/// or 404 for a default that references a missing block.
+fn job_variables_error(refusal: job_variables::Refusal, doing: &str) -> AppError {
+    match refusal {
+        job_variables::Refusal::Invalid(msg) => AppError::Detail(axum::http::StatusCode::UNPROCESSABLE_ENTITY, format!("Error {doing}: {msg}")),
+        job_variables::Refusal::BlockNotFound => AppError::Detail(axum::http::StatusCode::NOT_FOUND, "Block not found.".into()),
+    }
+}
+
+/// Prefect's `validate_job_variables_for_deployment_flow_run`: a run's job
+/// variables over its deployment's and the defaults of the deployment's
+/// pool, required keys enforced. Nothing to check without a pool.
+pub async fn check_run_job_variables(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    deployment: &Map<String, Value>,
+    run_variables: &Map<String, Value>,
+    doing: &str,
+) -> ApiResult<()> {
+    let Some(template) = template_of_queue(conn, dialect, uuid_field(deployment, "work_queue_id")).await? else { return Ok(()) };
+    let deployment_variables = deployment.get("job_variables").and_then(Value::as_object).cloned().unwrap_or_default();
+    job_variables::flow_run(&template, &deployment_variables, run_variables).map_err(|r| job_variables_error(r, doing))
+}
+
 /// `POST /deployments/{id}/create_flow_run`. Returns `(run id, created)`.
 pub async fn create_flow_run(db: &Db, deployment_id: Uuid, body: DeploymentFlowRunCreate, name_seed: u128) -> ApiResult<(Uuid, bool)> {
     let dialect = db.dialect;
@@ -728,6 +784,7 @@ pub async fn create_flow_run(db: &Db, deployment_id: Uuid, body: DeploymentFlowR
                     return Err(AppError::Detail(axum::http::StatusCode::CONFLICT, format!("Error creating flow run: {msg}")));
                 }
             }
+            check_run_job_variables(conn, dialect, &deployment, &body.job_variables, "creating flow run").await?;
             let mut queue_id = uuid_field(&deployment, "work_queue_id");
             let mut queue_name = deployment.get("work_queue_name").and_then(Value::as_str).map(str::to_owned);
             if let Some(requested) = &body.work_queue_name {
@@ -749,8 +806,8 @@ pub async fn create_flow_run(db: &Db, deployment_id: Uuid, body: DeploymentFlowR
                     tags.push(t.clone());
                 }
             }
-            let mut job_variables = deployment.get("job_variables").and_then(Value::as_object).cloned().unwrap_or_default();
-            job_variables.extend(body.job_variables.clone());
+            // Only the run's own: a worker layers them over the deployment's.
+            let job_variables = body.job_variables.clone();
             let state = body.state.clone().unwrap_or_else(|| ProposedState {
                 state_type: crate::orchestration::states::StateType::Scheduled,
                 name: None,

@@ -426,6 +426,9 @@ pub async fn update_flow_run(db: &Db, id: Uuid, changes: Map<String, Value>, mer
             let row = read_flow_run_row(conn, dialect, &id.to_string())
                 .await?
                 .ok_or_else(|| AppError::not_found("Flow run"))?;
+            if let (false, Some(Value::Object(variables))) = (merge_labels, changes.get("job_variables")) {
+                check_job_variables_update(conn, dialect, &row, variables).await?;
+            }
             if merge_labels {
                 let mut labels: Map<String, Value> = row
                     .try_get::<String, _>("labels")
@@ -443,6 +446,25 @@ pub async fn update_flow_run(db: &Db, id: Uuid, changes: Map<String, Value>, mer
         })
     })
     .await
+}
+
+/// What `PATCH /flow_runs/{id}` checks before it changes a run's job
+/// variables, as Prefect does: only a SCHEDULED run of a deployment may
+/// change them, and the result must fit the deployment's pool.
+async fn check_job_variables_update(conn: &mut AnyConnection, dialect: Dialect, row: &sqlx::any::AnyRow, variables: &Map<String, Value>) -> ApiResult<()> {
+    let bad = |msg: String| AppError::Detail(axum::http::StatusCode::BAD_REQUEST, msg);
+    let state_type: Option<String> = row.try_get("state_type").ok().flatten();
+    let Some(state_type) = state_type else {
+        return Err(bad("Flow run state is required to update job variables but none exists".into()));
+    };
+    if state_type != "SCHEDULED" {
+        return Err(bad(format!("Job variables for a flow run in state {state_type} cannot be updated")));
+    }
+    let no_deployment = || bad("A deployment for the flow run could not be found".into());
+    let deployment_id: Option<String> = row.try_get("deployment_id").ok().flatten();
+    let deployment_id = deployment_id.and_then(|d: String| Uuid::parse_str(&d).ok()).ok_or_else(no_deployment)?;
+    let deployment = super::deployments::deployment_by_id(conn, dialect, deployment_id).await?.ok_or_else(no_deployment)?;
+    super::deployments::check_run_job_variables(conn, dialect, &deployment, variables, "updating flow run").await
 }
 
 /// Deletes runs inside the caller's transaction (runs already gone are skipped).

@@ -136,6 +136,20 @@ fn positive(field: &str, v: Option<i64>) -> ApiResult<()> {
     }
 }
 
+/// Prefect's `validate_job_variable_defaults_for_work_pool`, run when a pool
+/// is created (and when a worker's hello fills an empty template): the
+/// template's defaults must fit its own `variables` schema.
+pub fn validate_pool_defaults(t: &Map<String, Value>) -> ApiResult<()> {
+    use crate::orchestration::job_variables::{pool_defaults, Refusal};
+    pool_defaults(t).map_err(|refusal| match refusal {
+        Refusal::Invalid(msg) => AppError::Detail(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            format!("Validation failed for work pool's job variable defaults: {msg}"),
+        ),
+        Refusal::BlockNotFound => AppError::Detail(axum::http::StatusCode::NOT_FOUND, "Block not found.".into()),
+    })
+}
+
 /// Prefect's `validate_base_job_template`: empty, or a `job_configuration`
 /// whose `{{ placeholders }}` are all declared in `variables.properties`.
 pub fn validate_base_job_template(t: &Map<String, Value>) -> ApiResult<()> {
@@ -228,6 +242,7 @@ pub async fn create_pool(db: &Db, body: WorkPoolCreate) -> ApiResult<Uuid> {
     if body.name.to_lowercase().starts_with("prefect") {
         return Err(AppError::Detail(axum::http::StatusCode::FORBIDDEN, "Work pools starting with 'Prefect' are reserved for internal use.".into()));
     }
+    validate_pool_defaults(&body.base_job_template)?;
     let dialect = db.dialect;
     write(db, move |conn| {
         let body = body.clone();

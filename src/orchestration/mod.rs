@@ -4,6 +4,7 @@
 
 pub mod flow_policy;
 pub mod hydration;
+pub mod job_variables;
 pub mod outcome;
 pub mod parameters;
 pub mod states;

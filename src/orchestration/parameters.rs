@@ -16,7 +16,7 @@ const MAX_DEPTH: usize = 32;
 
 /// `Ok` when `params` satisfy `schema`, else Prefect's message.
 pub fn validate(params: &Value, schema: &Value) -> Result<(), String> {
-    check(params, schema, schema, "", 0).map_err(|(path, why)| {
+    first_failure(params, schema).map_err(|(path, why)| {
         let field = if path.is_empty() { "parameters".to_owned() } else { path };
         format!("Validation failed for field '{field}'. Failure reason: {why}")
     })
@@ -29,7 +29,15 @@ pub fn validate_ignoring_required(params: &Value, schema: &Value) -> Result<(), 
     validate(params, &without_required(schema))
 }
 
-fn without_required(schema: &Value) -> Value {
+/// The first way `value` fails `schema`: the failing field's dotted path
+/// (empty for the value itself) and jsonschema's message.
+pub(crate) fn first_failure(value: &Value, schema: &Value) -> Result<(), (String, String)> {
+    check(value, schema, schema, "", 0)
+}
+
+/// `schema` without any `required` list, at any depth (Prefect's
+/// `ignore_required`).
+pub(crate) fn without_required(schema: &Value) -> Value {
     match schema {
         Value::Object(m) => Value::Object(m.iter().filter(|(k, _)| k.as_str() != "required").map(|(k, v)| (k.clone(), without_required(v))).collect()),
         Value::Array(a) => Value::Array(a.iter().map(without_required).collect()),
@@ -38,6 +46,46 @@ fn without_required(schema: &Value) -> Value {
 }
 
 type Failure = (String, String);
+
+/// `value` as Python's `repr` prints the decoded JSON, as jsonschema's
+/// messages quote instances (`'a' is not of type 'integer'`).
+pub(crate) fn py_repr(value: &Value) -> String {
+    match value {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => py_str(s),
+        Value::Array(items) => format!("[{}]", items.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
+        Value::Object(map) => {
+            let items: Vec<String> = map.iter().map(|(k, v)| format!("{}: {}", py_str(k), py_repr(v))).collect();
+            format!("{{{}}}", items.join(", "))
+        }
+    }
+}
+
+/// A Python `str` repr: single quotes unless the text has a single quote
+/// and no double quote.
+fn py_str(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
 
 fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
     let Some(r) = schema.get("$ref").and_then(Value::as_str) else { return schema };
@@ -79,22 +127,29 @@ fn check(value: &Value, schema: &Value, root: &Value, path: &str, depth: usize) 
     let schema = resolve(root, schema);
     if let Some(any) = schema.get("anyOf").and_then(Value::as_array) {
         if !any.is_empty() && !any.iter().any(|s| check(value, s, root, path, depth + 1).is_ok()) {
-            return Err((path.to_owned(), format!("{value} is not valid under any of the given schemas")));
+            return Err((path.to_owned(), format!("{} is not valid under any of the given schemas", py_repr(value))));
         }
     }
     for s in schema.get("allOf").and_then(Value::as_array).into_iter().flatten() {
         check(value, s, root, path, depth + 1)?;
     }
     match schema.get("type") {
-        Some(Value::String(t)) if !type_ok(value, t) => return Err((path.to_owned(), format!("{value} is not of type '{t}'"))),
+        Some(Value::String(t)) if !type_ok(value, t) => return Err((path.to_owned(), format!("{} is not of type '{t}'", py_repr(value)))),
         Some(Value::Array(ts)) if !ts.iter().filter_map(Value::as_str).any(|t| type_ok(value, t)) => {
-            return Err((path.to_owned(), format!("{value} is not of type {}", Value::Array(ts.clone()))))
+            let names: Vec<String> = ts.iter().map(py_repr).collect();
+            return Err((path.to_owned(), format!("{} is not of type {}", py_repr(value), names.join(", "))));
         }
         _ => {}
     }
     if let Some(options) = schema.get("enum").and_then(Value::as_array) {
         if !options.contains(value) {
-            return Err((path.to_owned(), format!("{value} is not one of {}", Value::Array(options.clone()))));
+            return Err((path.to_owned(), format!("{} is not one of {}", py_repr(value), py_repr(&Value::Array(options.clone())))));
+        }
+    }
+    if let (Some(obj), Some(extra)) = (value.as_object(), schema.get("additionalProperties").filter(|a| a.is_object())) {
+        let props = schema.get("properties").and_then(Value::as_object);
+        for (k, v) in obj.iter().filter(|(k, _)| !props.is_some_and(|p| p.contains_key(*k))) {
+            check(v, extra, root, &join(path, k), depth + 1)?;
         }
     }
     if let (Some(obj), true) = (value.as_object(), schema.get("properties").is_some() || schema.get("required").is_some()) {
@@ -164,7 +219,7 @@ mod tests {
     #[test]
     fn rejects_wrong_types_with_the_field_path() {
         let err = validate(&json!({"x": "one"}), &schema()).unwrap_err();
-        assert_eq!(err, "Validation failed for field 'x'. Failure reason: \"one\" is not of type 'integer'");
+        assert_eq!(err, "Validation failed for field 'x'. Failure reason: 'one' is not of type 'integer'");
         assert!(validate(&json!({"x": 1, "model": {"a": "no"}}), &schema()).unwrap_err().contains("'model.a'"));
         assert!(validate(&json!({"x": 1, "items": [1, "b"]}), &schema()).unwrap_err().contains("'items.1'"));
     }
@@ -173,6 +228,12 @@ mod tests {
     fn checks_enums_through_refs_and_unions() {
         assert!(validate(&json!({"x": 1, "color": "green"}), &schema()).unwrap_err().contains("is not one of"));
         assert!(validate(&json!({"x": 1, "maybe": 3}), &schema()).unwrap_err().contains("not valid under any"));
+    }
+
+    #[test]
+    fn values_are_quoted_as_python_prints_them() {
+        assert_eq!(py_repr(&json!({"a": [1, null, true, "it's"], "b": "x"})), "{'a': [1, None, True, \"it's\"], 'b': 'x'}");
+        assert_eq!(py_repr(&json!("a\\b'\"")), "'a\\\\b\\'\"'");
     }
 
     #[test]

@@ -119,6 +119,7 @@ pub async fn open(db: &Db, pool_name: &str, hello: &Hello) -> Result<Ready, Refu
     let resolved = decide::resolve_queues(&hello.work_queue_names, &pool_queues(db, pool_id).await?)?;
     let has_template = pool.get("base_job_template").and_then(Value::as_object).is_some_and(|t| !t.is_empty());
     if !has_template && !hello.default_base_job_template.is_empty() {
+        cmd::validate_pool_defaults(&hello.default_base_job_template).map_err(|e| refusal(&e, "work_pool_update_failed"))?;
         let update = WorkPoolUpdate {
             description: None,
             is_paused: None,
