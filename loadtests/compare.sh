@@ -24,6 +24,9 @@
 #       filter-1m (not in the default list) bulk-loads LOAD_FILTER_EVENTS events over the last
 #       LOAD_FILTER_DAYS days straight into each server's events tables (seed-events-sql: it
 #       measures the query, not ingestion), then runs the filter scenario against them
+#   LOAD_REPLAY_FLOWS [3000]   replay (not in the default list; prefect-server only, Prefect has no
+#       equivalent): seeds LOAD_REPLAY_FLOWS lifecycle runs x LOAD_TASKS task runs, stops the server and
+#       times `prefect-server replay server --verify` (whole command, both fingerprints included)
 #   LOAD_MAX_SECONDS [120]      per scenario
 #   LOAD_PYTHON_PREFECT [tests/compat/.venv/bin/prefect, made by tests/run-all.sh]   "" skips the Python server
 #   LOAD_PG_URL [postgresql://postgres@127.0.0.1:5432]   LOAD_NATS_URL [nats://127.0.0.1:4222]
@@ -62,6 +65,7 @@ SCENARIOS=" ${LOAD_SCENARIOS:-ingest seed-events filter lifecycle workers schedu
 FILTER_EVENTS=${LOAD_FILTER_EVENTS:-1000000}
 FILTER_DAYS=${LOAD_FILTER_DAYS:-7}
 MAX_SECONDS=${LOAD_MAX_SECONDS:-120}
+REPLAY_FLOWS=${LOAD_REPLAY_FLOWS:-3000}
 PY_PREFECT=${LOAD_PYTHON_PREFECT-$ROOT/tests/compat/.venv/bin/prefect}
 PG_URL=${LOAD_PG_URL:-postgresql://postgres@127.0.0.1:5432}
 NATS_URL=${LOAD_NATS_URL:-nats://127.0.0.1:4222}
@@ -255,6 +259,17 @@ run_one() {
     real_client "$base" "$label" "$home"
     scenario dashboard --flows "$DASH_FLOWS" --tasks "$DASH_TASKS" --clients "$DASH_CLIENTS" --rounds "$DASH_ROUNDS" --seconds "$DASH_SECONDS"
 
+    local replay=0
+    case "$SCENARIOS" in *" replay "*)
+        if [ "$kind" = rust ]; then
+            replay=1
+            log "$label: replay, seeding $REPLAY_FLOWS lifecycle runs x $TASKS task runs"
+            timeout -k 5 "$hard" "$LOAD_BIN" lifecycle --url "$base" --max-seconds $((MAX_SECONDS * 5)) --label "$label" \
+                --flows "$REPLAY_FLOWS" --concurrency 32 --tasks "$TASKS" >"$home/replay-seed.out" 2>&1
+        fi
+        ;;
+    esac
+
     local alive=true rss_peak
     kill -0 "$SERVER_PID" 2>/dev/null || alive=false
     rss_peak=$(tree_kb "$SERVER_PID" VmHWM)
@@ -263,6 +278,26 @@ run_one() {
     errs=$(grep -c -E ' 5[0-9][0-9] |Traceback|ERROR' "$home/server.log" 2>/dev/null)
     log "$label done (server log lines with errors: ${errs:-0})"
     stop_server
+    if [ "$replay" = 1 ]; then
+        # The server is stopped, so the rebuild has the machine to itself.
+        log "$label: replay server --verify"
+        local rout="$home/replay.out"
+        env PREFECT_HOME="$home" PREFECT_API_DATABASE_CONNECTION_URL="$db_url" PREFECT_SERVER_LOGGING_LEVEL=WARNING \
+            timeout -k 5 600 "$SERVER_BIN" replay server --verify >"$rout" 2>&1
+        local rc=$?
+        sed 's/^/    /' "$rout" | grep -E 'replayed|matches|DIFFERS' >&2
+        record "$(python3 - "$rout" "$label" "$rc" <<'PY'
+import json, re, sys
+text = open(sys.argv[1]).read()
+m = re.search(r"replayed (\d+) events into the server model in ([\d.]+)s \((\d+) events/s\)", text)
+if m and sys.argv[3] == "0":
+    print(json.dumps({"scenario": "replay", "label": sys.argv[2], "events": int(m[1]), "seconds": float(m[2]),
+                      "rate": int(m[3]), "matches": "rebuilt model matches" in text}))
+else:
+    print(json.dumps({"scenario": "replay", "label": sys.argv[2], "failed": f"exit {sys.argv[3]}: " + text.strip()[-120:].replace('"', "")}))
+PY
+)"
+    fi
     cleanup
 }
 

@@ -56,6 +56,8 @@ METRICS = [
     ("dashboard: /flow_runs/count p50 / p99 (ms)", "dashboard", "endpoints.flow_runs_count.p50_ms|endpoints.flow_runs_count.p99_ms", False, 1, "{:.1f}"),
     ("dashboard: /task_runs/count p50 / p99 (ms)", "dashboard", "endpoints.task_runs_count.p50_ms|endpoints.task_runs_count.p99_ms", False, 1, "{:.1f}"),
     ("dashboard: /task_runs/history p50 / p99 (ms)", "dashboard", "endpoints.task_runs_history.p50_ms|endpoints.task_runs_history.p99_ms", False, 1, "{:.1f}"),
+    ("replay server --verify: events replayed", "replay", "events", None, 1, "{:.0f}"),
+    ("replay server --verify: events/s (whole command)", "replay", "rate", True, 1, "{:.0f}"),
     ("errors seen by the load generator", "*", "errors", None, 1, "{:.0f}"),
 ]
 
