@@ -175,7 +175,7 @@ pub async fn create_variable(db: &Db, body: VariableCreate) -> ApiResult<Uuid> {
         Box::pin(async move {
             lock_key(conn, dialect, &format!("variable-name:{}", body.name)).await?;
             if variable_by_name(conn, dialect, &body.name).await?.is_some() {
-                return Err(AppError::Detail(StatusCode::CONFLICT, format!("A variable with the name {} already exists.", py_repr(&body.name))));
+                return Err(AppError::Detail(StatusCode::CONFLICT, format!("A variable with the name {} already exists.", crate::py_repr::str_repr(&body.name))));
             }
             let now = crate::time::micros(Utc::now());
             let id = Uuid::now_v7();
@@ -255,30 +255,6 @@ pub async fn delete_variable(db: &Db, which: VariableRef) -> ApiResult<()> {
     .await
 }
 
-/// Python's `repr` of a string (Prefect's `{name!r}`): single quotes unless
-/// the text holds a single quote and no double quote. Variable names are
-/// validated to `[a-z0-9_-]`, so this is `'name'` in practice.
-fn py_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,9 +276,4 @@ mod tests {
         assert!(validate_value(&Value::Null).is_ok());
     }
 
-    #[test]
-    fn repr_quotes_like_python() {
-        assert_eq!(py_repr("abc"), "'abc'");
-        assert_eq!(py_repr("it's"), "\"it's\"");
-    }
 }

@@ -123,7 +123,7 @@ pub fn update_configuration(template: &Map<String, Value>, job_variables: &Map<S
     let Some(schema) = template.get("variables").filter(|v| !v.is_null()) else { return Ok(()) };
     let schema = without_required(&preprocessed(schema, false));
     first_failure(&Value::Object(job_variables.clone()), &schema)
-        .map_err(|(_, why)| format!("<ValidationError: {}>", super::parameters::py_repr(&Value::String(why))))
+        .map_err(|(_, why)| format!("<ValidationError: {}>", crate::py_repr::str_repr(&why)))
 }
 
 /// Prefect's `preprocess_schema`: fixes what pydantic v1 generated for

@@ -11,6 +11,8 @@
 
 use serde_json::Value;
 
+use crate::py_repr::repr as py_repr;
+
 /// How deep `$ref` chains may go (guards against cyclic schemas).
 const MAX_DEPTH: usize = 32;
 
@@ -46,46 +48,6 @@ pub(crate) fn without_required(schema: &Value) -> Value {
 }
 
 type Failure = (String, String);
-
-/// `value` as Python's `repr` prints the decoded JSON, as jsonschema's
-/// messages quote instances (`'a' is not of type 'integer'`).
-pub(crate) fn py_repr(value: &Value) -> String {
-    match value {
-        Value::Null => "None".into(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => py_str(s),
-        Value::Array(items) => format!("[{}]", items.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
-        Value::Object(map) => {
-            let items: Vec<String> = map.iter().map(|(k, v)| format!("{}: {}", py_str(k), py_repr(v))).collect();
-            format!("{{{}}}", items.join(", "))
-        }
-    }
-}
-
-/// A Python `str` repr: single quotes unless the text has a single quote
-/// and no double quote.
-fn py_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
 
 fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
     let Some(r) = schema.get("$ref").and_then(Value::as_str) else { return schema };
@@ -228,12 +190,6 @@ mod tests {
     fn checks_enums_through_refs_and_unions() {
         assert!(validate(&json!({"x": 1, "color": "green"}), &schema()).unwrap_err().contains("is not one of"));
         assert!(validate(&json!({"x": 1, "maybe": 3}), &schema()).unwrap_err().contains("not valid under any"));
-    }
-
-    #[test]
-    fn values_are_quoted_as_python_prints_them() {
-        assert_eq!(py_repr(&json!({"a": [1, null, true, "it's"], "b": "x"})), "{'a': [1, None, True, \"it's\"], 'b': 'x'}");
-        assert_eq!(py_repr(&json!("a\\b'\"")), "'a\\\\b\\'\"'");
     }
 
     #[test]
