@@ -27,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/flow_runs/paginate", post(paginate_runs))
         .route("/flow_runs/{id}", get(read).patch(update).delete(delete))
         .route("/flow_runs/{id}/set_state", post(set_state))
+        .route("/flow_runs/{id}/resume", post(resume))
         .route("/flow_runs/{id}/labels", patch(update_labels))
 }
 
@@ -111,6 +112,37 @@ async fn set_state(State(state): State<AppState>, headers: HeaderMap, Path(id): 
     let o = &result.outcome;
     let status = if o.written.is_some() { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(orchestration_result(o.returned_state.as_ref(), &o.status, &o.details))).into_response())
+}
+
+/// `{"run_input": {...}}`, or no body at all.
+#[derive(serde::Deserialize, Default)]
+struct ResumeBody {
+    #[serde(default)]
+    #[allow(dead_code)]
+    run_input: Option<Map<String, Value>>,
+}
+
+/// `POST /flow_runs/{id}/resume`: an `OrchestrationResult`, 201 when a new
+/// state was written. (`run_input` only matters for a run waiting for
+/// input, which this server refuses: flow-run inputs are not built.)
+async fn resume(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: axum::body::Bytes) -> ApiResult<Response> {
+    let id = path_id(&id)?;
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let _: ResumeBody = parse_body(&body)?;
+    }
+    let answer = match cmd::resume_flow_run(&state.db, id, client_api_version(&headers)).await? {
+        cmd::Resumed::NotPaused => {
+            let details = Details::Abort { reason: "Cannot resume a flow run that is not paused.".into() };
+            (StatusCode::OK, orchestration_result(None, &Status::Abort, &details))
+        }
+        cmd::Resumed::Refused(current, reason) => (StatusCode::OK, orchestration_result(Some(&current), &Status::Reject, &Details::Abort { reason })),
+        cmd::Resumed::Transition(result) => {
+            let o = &result.outcome;
+            let status = if o.written.is_some() { StatusCode::CREATED } else { StatusCode::OK };
+            (status, orchestration_result(o.returned_state.as_ref(), &o.status, &o.details))
+        }
+    };
+    Ok((answer.0, Json(answer.1)).into_response())
 }
 
 async fn filter_runs(State(state): State<AppState>, AppJson(body): AppJson<RunFilterBody>) -> ApiResult<Json<Vec<Value>>> {

@@ -415,6 +415,54 @@ where
     .await
 }
 
+/// What `POST /flow_runs/{id}/resume` did.
+pub enum Resumed {
+    /// The run is not PAUSED (Prefect's ABORT "Cannot resume a flow run that
+    /// is not paused.").
+    NotPaused,
+    /// Refused before any transition: the run's state and why.
+    Refused(State, String),
+    /// The transition out of PAUSED, as `set_state` decided it.
+    Transition(SetStateResult),
+}
+
+/// `POST /flow_runs/{id}/resume`: proposes RUNNING, or SCHEDULED "Resuming"
+/// now for a run paused with `reschedule`, through the flow policy (a run
+/// paused while it waits for input is refused: flow-run inputs are not
+/// built here, so the input's schema cannot be found, which is what Prefect
+/// answers when it is missing). The PAUSED check is repeated under the
+/// run's lock, so a concurrent resume cannot transition it twice.
+pub async fn resume_flow_run(db: &Db, id: Uuid, api_version: (u32, u32, u32)) -> ApiResult<Resumed> {
+    let row = {
+        let mut conn = db.reader().acquire().await?;
+        read_flow_run_row(&mut conn, db.dialect, &id.to_string()).await?.ok_or_else(|| AppError::not_found("Flow run"))?
+    };
+    let Some(current) = snapshot_from_row(&row).state.filter(|s| s.state_type == StateType::Paused) else {
+        return Ok(Resumed::NotPaused);
+    };
+    if current.state_details.run_input_keyset.as_ref().is_some_and(|k| !k.is_empty()) {
+        return Ok(Resumed::Refused(current, "Run input schema not found.".into()));
+    }
+    let mut proposed = ProposedState {
+        state_type: StateType::Running,
+        name: None,
+        message: None,
+        data: None,
+        state_details: Default::default(),
+    };
+    if current.state_details.pause_reschedule {
+        proposed.state_type = StateType::Scheduled;
+        proposed.name = Some("Resuming".into());
+        proposed.state_details.scheduled_time = Some(Utc::now());
+    }
+    let body = SetStateBody { state: proposed, force: false };
+    let paused = |run: &FlowRunSnapshot| run.state.as_ref().is_some_and(|s| s.state_type == StateType::Paused);
+    Ok(match set_state_guarded(db, id, body, api_version, paused).await? {
+        Some(result) => Resumed::Transition(result),
+        None => Resumed::NotPaused,
+    })
+}
+
 /// Applies a partial update (`FlowRunUpdate` or labels) to a run.
 pub async fn update_flow_run(db: &Db, id: Uuid, changes: Map<String, Value>, merge_labels: bool) -> ApiResult<()> {
     let dialect = db.dialect;

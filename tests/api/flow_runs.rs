@@ -116,3 +116,37 @@ both_backends!(a_rejected_resume_still_marks_the_run_resuming, |app: TestApp| as
     let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
     assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
 });
+
+both_backends!(resume_moves_a_paused_run_on_once, |app: TestApp| async move {
+    let flow_id = app.create_flow("pausing").await;
+    let run = app.create_flow_run(&flow_id).await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    // An unknown run is a 404; a run that is not paused is an ABORT.
+    let (status, body) = app.post(&format!("/flow_runs/{}/resume", uuid::Uuid::new_v4()), json!({})).await;
+    assert_eq!((status, body["detail"].clone()), (404, json!("Flow run not found")));
+    let (status, body) = app.post(&format!("/flow_runs/{id}/resume"), json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"state": null, "status": "ABORT", "details": {"type": "abort_details", "reason": "Cannot resume a flow run that is not paused."}}));
+    // Given a running run that pauses
+    assert_eq!(app.set_state(&id, "RUNNING", false).await.0, 201);
+    let (status, body) = app.post(&format!("/flow_runs/{id}/set_state"), json!({"state": {"type": "PAUSED", "name": "Paused", "state_details": {"pause_key": "k1"}}})).await;
+    assert_eq!((status, body["status"].clone()), (201, json!("ACCEPT")), "{body}");
+    // When it is resumed, it runs again, and a second resume finds it not paused
+    let (status, body) = app.post(&format!("/flow_runs/{id}/resume"), json!({"run_input": null})).await;
+    assert_eq!((status, body["status"].clone(), body["state"]["type"].clone()), (201, json!("ACCEPT"), json!("RUNNING")), "{body}");
+    let (_, body) = app.post(&format!("/flow_runs/{id}/resume"), json!({})).await;
+    assert_eq!(body["status"], "ABORT");
+    // A run paused while waiting for input is refused (flow-run inputs are
+    // not built here, so the input's schema is never found) and stays paused
+    let (status, body) = app
+        .post(&format!("/flow_runs/{id}/set_state"), json!({"state": {"type": "PAUSED", "state_details": {"pause_key": "k2", "run_input_keyset": {"schema": "s", "response": "r", "description": "d"}}}}))
+        .await;
+    assert_eq!((status, body["status"].clone()), (201, json!("ACCEPT")), "{body}");
+    let (status, body) = app.post(&format!("/flow_runs/{id}/resume"), json!({"run_input": {"a": 1}})).await;
+    assert_eq!((status, body["status"].clone(), body["details"].clone()), (200, json!("REJECT"), json!({"type": "abort_details", "reason": "Run input schema not found."})));
+    assert_eq!(body["state"]["type"], "PAUSED");
+    let (_, run) = app.get(&format!("/flow_runs/{id}")).await;
+    assert_eq!(run["state"]["type"], "PAUSED");
+    let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
+    assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
+});
