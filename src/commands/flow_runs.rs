@@ -423,7 +423,7 @@ pub enum Resumed {
     /// Refused before any transition: the run's state and why.
     Refused(State, String),
     /// The transition out of PAUSED, as `set_state` decided it.
-    Transition(SetStateResult),
+    Transition(Box<SetStateResult>),
 }
 
 /// `POST /flow_runs/{id}/resume`: proposes RUNNING, or SCHEDULED "Resuming"
@@ -458,7 +458,7 @@ pub async fn resume_flow_run(db: &Db, id: Uuid, api_version: (u32, u32, u32)) ->
     let body = SetStateBody { state: proposed, force: false };
     let paused = |run: &FlowRunSnapshot| run.state.as_ref().is_some_and(|s| s.state_type == StateType::Paused);
     Ok(match set_state_guarded(db, id, body, api_version, paused).await? {
-        Some(result) => Resumed::Transition(result),
+        Some(result) => Resumed::Transition(Box::new(result)),
         None => Resumed::NotPaused,
     })
 }
