@@ -421,7 +421,7 @@ pub enum Resumed {
     /// is not paused.").
     NotPaused,
     /// Refused before any transition: the run's state and why.
-    Refused(State, String),
+    Refused(Box<State>, String),
     /// The transition out of PAUSED, as `set_state` decided it.
     Transition(Box<SetStateResult>),
 }
@@ -441,7 +441,7 @@ pub async fn resume_flow_run(db: &Db, id: Uuid, api_version: (u32, u32, u32)) ->
         return Ok(Resumed::NotPaused);
     };
     if current.state_details.run_input_keyset.as_ref().is_some_and(|k| !k.is_empty()) {
-        return Ok(Resumed::Refused(current, "Run input schema not found.".into()));
+        return Ok(Resumed::Refused(Box::new(current), "Run input schema not found.".into()));
     }
     let mut proposed = ProposedState {
         state_type: StateType::Running,
