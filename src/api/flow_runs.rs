@@ -25,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .route("/flow_runs/filter", post(filter_runs))
         .route("/flow_runs/count", post(count_runs))
         .route("/flow_runs/paginate", post(paginate_runs))
+        .route("/flow_runs/bulk_delete", post(bulk_delete))
         .route("/flow_runs/{id}", get(read).patch(update).delete(delete))
         .route("/flow_runs/{id}/set_state", post(set_state))
         .route("/flow_runs/{id}/resume", post(resume))
@@ -98,6 +99,26 @@ async fn update_labels(State(state): State<AppState>, Path(id): Path<String>, Ap
 async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     cmd::delete_flow_run(&state.db, path_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Prefect's `BULK_OPERATION_LIMIT` for flow runs.
+const BULK_OPERATION_LIMIT: i64 = 50;
+
+/// `POST /flow_runs/bulk_delete`: deletes up to `limit` (1..=50) runs that
+/// match `flow_runs` (all runs when it is absent, as in Prefect) and answers
+/// `{"deleted": [ids]}`. The runs are read, then deleted in one transaction;
+/// one deleted meanwhile is not listed.
+async fn bulk_delete(State(state): State<AppState>, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
+    let mut fields = super::body::Fields::parse(&body)?;
+    let limit = fields.int("limit", BULK_OPERATION_LIMIT, Some(1), Some(BULK_OPERATION_LIMIT));
+    fields.check()?;
+    let mut filter = fields.filters(&[("flow_runs", "flow_runs")])?;
+    filter.limit = limit;
+    let sql = filters::select_flow_runs(&filter, state.db.dialect, &super::workspace(), "flow_run.id").map_err(super::filter_error)?;
+    let ids: Vec<uuid::Uuid> =
+        super::fetch(&state.db, &sql).await?.iter().filter_map(|r| sqlx::Row::try_get::<String, _>(r, 0).ok()).filter_map(|s: String| uuid::Uuid::parse_str(&s).ok()).collect();
+    let deleted = cmd::delete_flow_runs(&state.db, ids).await?;
+    Ok(Json(json!({"deleted": deleted})))
 }
 
 /// Prefect's `OrchestrationResult` JSON.

@@ -528,6 +528,29 @@ pub async fn delete_in_tx(conn: &mut AnyConnection, dialect: Dialect, ids: &[Uui
     Ok(())
 }
 
+/// Deletes whichever of `ids` still exist, in one transaction (each under
+/// its run's lock); returns those it deleted.
+pub async fn delete_flow_runs(db: &Db, ids: Vec<Uuid>) -> ApiResult<Vec<Uuid>> {
+    let dialect = db.dialect;
+    write(db, move |conn| {
+        let ids = ids.clone();
+        Box::pin(async move {
+            let now = micros(Utc::now());
+            let mut deleted = Vec::with_capacity(ids.len());
+            for id in ids {
+                let stream = StreamRef::new(StreamType::FlowRun, id);
+                lock_stream(conn, dialect, &stream).await?;
+                if read_flow_run_row(conn, dialect, &id.to_string()).await?.is_some() {
+                    record(conn, dialect, stream, ExpectedVersion::Any, vec![NewEvent::new(Uuid::now_v7(), FLOW_RUN_DELETED, now, json!({}))]).await?;
+                    deleted.push(id);
+                }
+            }
+            Ok(deleted)
+        })
+    })
+    .await
+}
+
 pub async fn delete_flow_run(db: &Db, id: Uuid) -> ApiResult<()> {
     let dialect = db.dialect;
     write(db, move |conn| {

@@ -1,0 +1,33 @@
+"""`POST /flow_runs/bulk_delete`: deletes up to `limit` runs matching a
+filter and lists them, with Prefect's bounds on `limit`."""
+
+from __future__ import annotations
+
+import httpx
+
+
+def test_bulk_delete_removes_matching_runs_up_to_the_limit(uid, sync_client, api_url):
+    flow_id = sync_client.create_flow_from_name(f"bulk-{uid}")
+    with httpx.Client(base_url=api_url) as http:
+        tagged = {http.post("/flow_runs/", json={"flow_id": str(flow_id), "tags": [uid]}).json()["id"] for _ in range(3)}
+        kept = http.post("/flow_runs/", json={"flow_id": str(flow_id), "tags": [f"other-{uid}"]}).json()["id"]
+        match = {"flow_runs": {"tags": {"all_": [uid]}}}
+
+        first = http.post("/flow_runs/bulk_delete", json={**match, "limit": 2})
+        assert first.status_code == 200
+        assert set(first.json()) == {"deleted"} and len(first.json()["deleted"]) == 2
+        second = http.post("/flow_runs/bulk_delete", json=match).json()["deleted"]
+        assert set(first.json()["deleted"]) | set(second) == tagged
+        assert http.post("/flow_runs/bulk_delete", json=match).json() == {"deleted": []}
+        for run_id in tagged:
+            assert http.get(f"/flow_runs/{run_id}").status_code == 404
+        assert http.get(f"/flow_runs/{kept}").status_code == 200
+
+        too_many = http.post("/flow_runs/bulk_delete", json={**match, "limit": 51})
+        assert too_many.status_code == 422
+        (error,) = too_many.json()["exception_detail"]
+        assert (error["type"], error["loc"], error["ctx"]) == ("less_than_equal", ["body", "limit"], {"le": 50})
+        too_few = http.post("/flow_runs/bulk_delete", json={**match, "limit": 0})
+        assert too_few.status_code == 422
+        assert too_few.json()["exception_detail"][0]["type"] == "greater_than_equal"
+        assert http.get(f"/flow_runs/{kept}").status_code == 200
