@@ -155,6 +155,21 @@ impl Fields {
     }
 }
 
+/// Prefect's `BULK_OPERATION_LIMIT` (flows and flow runs).
+pub const BULK_OPERATION_LIMIT: i64 = 50;
+
+/// The body of a `bulk_delete` route: the filter under `key` (none matches
+/// everything, as in Prefect) and `limit` (1..=50, default 50) as the
+/// filter's limit.
+pub fn bulk_filter(bytes: &[u8], key: &str) -> Result<RunFilterBody, AppError> {
+    let mut fields = Fields::parse(bytes)?;
+    let limit = fields.int("limit", BULK_OPERATION_LIMIT, Some(1), Some(BULK_OPERATION_LIMIT));
+    fields.check()?;
+    let mut filter = fields.filters(&[(key, key)])?;
+    filter.limit = limit;
+    Ok(filter)
+}
+
 /// The filter parameters most run routes take (`flows`, `flow_runs`,
 /// `task_runs`, `deployments`).
 pub const RUN_FILTERS: &[(&str, &str)] =

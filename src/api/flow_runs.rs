@@ -101,23 +101,13 @@ async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Prefect's `BULK_OPERATION_LIMIT` for flow runs.
-const BULK_OPERATION_LIMIT: i64 = 50;
-
-/// `POST /flow_runs/bulk_delete`: deletes up to `limit` (1..=50) runs that
-/// match `flow_runs` (all runs when it is absent, as in Prefect) and answers
-/// `{"deleted": [ids]}`. The runs are read, then deleted in one transaction;
-/// one deleted meanwhile is not listed.
+/// `POST /flow_runs/bulk_delete`: deletes up to `limit` runs that match
+/// `flow_runs` and answers `{"deleted": [ids]}`. The runs are read, then
+/// deleted in one transaction; one deleted meanwhile is not listed.
 async fn bulk_delete(State(state): State<AppState>, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
-    let mut fields = super::body::Fields::parse(&body)?;
-    let limit = fields.int("limit", BULK_OPERATION_LIMIT, Some(1), Some(BULK_OPERATION_LIMIT));
-    fields.check()?;
-    let mut filter = fields.filters(&[("flow_runs", "flow_runs")])?;
-    filter.limit = limit;
+    let filter = super::body::bulk_filter(&body, "flow_runs")?;
     let sql = filters::select_flow_runs(&filter, state.db.dialect, &super::workspace(), "flow_run.id").map_err(super::filter_error)?;
-    let ids: Vec<uuid::Uuid> =
-        super::fetch(&state.db, &sql).await?.iter().filter_map(|r| sqlx::Row::try_get::<String, _>(r, 0).ok()).filter_map(|s: String| uuid::Uuid::parse_str(&s).ok()).collect();
-    let deleted = cmd::delete_flow_runs(&state.db, ids).await?;
+    let deleted = cmd::delete_flow_runs(&state.db, super::fetch_ids(&state.db, &sql).await?).await?;
     Ok(Json(json!({"deleted": deleted})))
 }
 

@@ -21,6 +21,7 @@ pub fn router() -> Router<AppState> {
         .route("/flows/filter", post(filter_flows))
         .route("/flows/count", post(count_flows))
         .route("/flows/paginate", post(paginate_flows))
+        .route("/flows/bulk_delete", post(bulk_delete))
         .route("/flows/name/{name}", get(read_by_name))
         .route("/flows/{id}", get(read).patch(update).delete(delete))
         .route("/flows/{id}/", patch(update))
@@ -53,6 +54,16 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, AppJson(b
 async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     cmd::delete_flow(&state.db, path_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /flows/bulk_delete`: deletes up to `limit` flows that match
+/// `flows` (with their runs and deployments, as one flow's delete does) and
+/// answers `{"deleted": [ids]}`.
+async fn bulk_delete(State(state): State<AppState>, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
+    let filter = super::body::bulk_filter(&body, "flows")?;
+    let sql = filters::select_flows(&filter, state.db.dialect, &super::workspace(), "flow.id").map_err(super::filter_error)?;
+    let deleted = cmd::delete_flows(&state.db, super::fetch_ids(&state.db, &sql).await?).await?;
+    Ok(Json(serde_json::json!({"deleted": deleted})))
 }
 
 async fn filter_flows(State(state): State<AppState>, AppJson(body): AppJson<RunFilterBody>) -> ApiResult<Json<Vec<Value>>> {

@@ -116,6 +116,12 @@ pub(crate) async fn fetch(db: &Db, sql: &crate::db::Sql) -> Result<Vec<sqlx::any
     Ok(crate::db::bind_all(sqlx::query(&text), &sql.binds).fetch_all(db.reader()).await?)
 }
 
+/// Runs a built query whose first column is a row id (text), as uuids.
+pub(crate) async fn fetch_ids(db: &Db, sql: &crate::db::Sql) -> Result<Vec<uuid::Uuid>, error::AppError> {
+    use sqlx::Row;
+    Ok(fetch(db, sql).await?.iter().filter_map(|r| r.try_get::<String, _>(0).ok()).filter_map(|s| uuid::Uuid::parse_str(&s).ok()).collect())
+}
+
 /// Runs a built `SELECT count(...)` query.
 pub(crate) async fn fetch_count(db: &Db, sql: &crate::db::Sql) -> Result<i64, error::AppError> {
     use sqlx::Row;

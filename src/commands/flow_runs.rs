@@ -552,18 +552,8 @@ pub async fn delete_flow_runs(db: &Db, ids: Vec<Uuid>) -> ApiResult<Vec<Uuid>> {
 }
 
 pub async fn delete_flow_run(db: &Db, id: Uuid) -> ApiResult<()> {
-    let dialect = db.dialect;
-    write(db, move |conn| {
-        Box::pin(async move {
-            let stream = StreamRef::new(StreamType::FlowRun, id);
-            lock_stream(conn, dialect, &stream).await?;
-            if read_flow_run_row(conn, dialect, &id.to_string()).await?.is_none() {
-                return Err(AppError::not_found("Flow run"));
-            }
-            let now = micros(Utc::now());
-            record(conn, dialect, stream, ExpectedVersion::Any, vec![NewEvent::new(Uuid::now_v7(), FLOW_RUN_DELETED, now, json!({}))]).await?;
-            Ok(())
-        })
-    })
-    .await
+    match delete_flow_runs(db, vec![id]).await?.is_empty() {
+        true => Err(AppError::not_found("Flow run")),
+        false => Ok(()),
+    }
 }

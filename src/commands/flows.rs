@@ -107,17 +107,31 @@ pub async fn update_flow(db: &Db, id: Uuid, body: FlowUpdate) -> ApiResult<()> {
 }
 
 pub async fn delete_flow(db: &Db, id: Uuid) -> ApiResult<()> {
+    match delete_flows(db, vec![id]).await?.is_empty() {
+        true => Err(AppError::not_found("Flow")),
+        false => Ok(()),
+    }
+}
+
+/// Deletes whichever of `ids` still exist, in one transaction (each under
+/// its flow's lock); returns those it deleted. The projection removes each
+/// flow's runs and deployments with it.
+pub async fn delete_flows(db: &Db, ids: Vec<Uuid>) -> ApiResult<Vec<Uuid>> {
     let dialect = db.dialect;
     write(db, move |conn| {
+        let ids = ids.clone();
         Box::pin(async move {
-            let stream = StreamRef::new(StreamType::Flow, id);
-            crate::eventlog::lock_stream(conn, dialect, &stream).await?;
-            if !flow_exists(conn, dialect, id).await? {
-                return Err(AppError::not_found("Flow"));
-            }
             let now = crate::time::micros(Utc::now());
-            record(conn, dialect, stream, ExpectedVersion::Any, vec![NewEvent::new(Uuid::now_v7(), FLOW_DELETED, now, Value::Object(Map::new()))]).await?;
-            Ok(())
+            let mut deleted = Vec::with_capacity(ids.len());
+            for id in ids {
+                let stream = StreamRef::new(StreamType::Flow, id);
+                crate::eventlog::lock_stream(conn, dialect, &stream).await?;
+                if flow_exists(conn, dialect, id).await? {
+                    record(conn, dialect, stream, ExpectedVersion::Any, vec![NewEvent::new(Uuid::now_v7(), FLOW_DELETED, now, Value::Object(Map::new()))]).await?;
+                    deleted.push(id);
+                }
+            }
+            Ok(deleted)
         })
     })
     .await

@@ -31,3 +31,20 @@ def test_bulk_delete_removes_matching_runs_up_to_the_limit(uid, sync_client, api
         assert too_few.status_code == 422
         assert too_few.json()["exception_detail"][0]["type"] == "greater_than_equal"
         assert http.get(f"/flow_runs/{kept}").status_code == 200
+
+
+def test_bulk_delete_of_flows_takes_their_runs_and_deployments(uid, sync_client, api_url):
+    doomed = [sync_client.create_flow_from_name(f"bulkflow-{uid}-{i}") for i in range(2)]
+    kept = sync_client.create_flow_from_name(f"keptflow-{uid}")
+    deployment_id = sync_client.create_deployment(flow_id=doomed[0], name="d")
+    with httpx.Client(base_url=api_url) as http:
+        run = http.post("/flow_runs/", json={"flow_id": str(doomed[1])}).json()
+        response = http.post("/flows/bulk_delete", json={"flows": {"name": {"like_": f"bulkflow-{uid}"}}})
+        assert response.status_code == 200
+        assert sorted(response.json()["deleted"]) == sorted(str(f) for f in doomed)
+        for flow_id in doomed:
+            assert http.get(f"/flows/{flow_id}").status_code == 404
+        assert http.get(f"/deployments/{deployment_id}").status_code == 404
+        assert http.get(f"/flow_runs/{run['id']}").status_code == 404
+        assert http.get(f"/flows/{kept}").status_code == 200
+        assert http.post("/flows/bulk_delete", json={"flows": {"name": {"like_": f"bulkflow-{uid}"}}}).json() == {"deleted": []}
