@@ -262,3 +262,18 @@ CREATE TABLE IF NOT EXISTS variable (
     version         BIGINT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS uq_variable__workspace_name ON variable (workspace_id, name);
+
+-- Flow-run inputs (Prefect's `flow_run_input`: pause/suspend with
+-- `wait_for_input`, `send_input`/`receive_input`); `value` is the client's text.
+CREATE TABLE IF NOT EXISTS flow_run_input (
+    id              TEXT PRIMARY KEY,
+    workspace_id    TEXT NOT NULL,
+    created         TEXT NOT NULL,
+    updated         TEXT NOT NULL,
+    flow_run_id     TEXT NOT NULL,
+    key             TEXT NOT NULL,
+    value           TEXT NOT NULL,
+    sender          TEXT,
+    version         BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_flow_run_input__flow_run_id_key ON flow_run_input (flow_run_id, key);

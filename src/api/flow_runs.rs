@@ -129,19 +129,15 @@ async fn set_state(State(state): State<AppState>, headers: HeaderMap, Path(id): 
 #[derive(serde::Deserialize, Default)]
 struct ResumeBody {
     #[serde(default)]
-    #[allow(dead_code)]
     run_input: Option<Map<String, Value>>,
 }
 
 /// `POST /flow_runs/{id}/resume`: an `OrchestrationResult`, 201 when a new
-/// state was written. (`run_input` only matters for a run waiting for
-/// input, which this server refuses: flow-run inputs are not built.)
+/// state was written. `run_input` answers a run that waits for input.
 async fn resume(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: axum::body::Bytes) -> ApiResult<Response> {
     let id = path_id(&id)?;
-    if !body.iter().all(u8::is_ascii_whitespace) {
-        let _: ResumeBody = parse_body(&body)?;
-    }
-    let answer = match cmd::resume_flow_run(&state.db, id, client_api_version(&headers)).await? {
+    let body: ResumeBody = if body.iter().all(u8::is_ascii_whitespace) { ResumeBody::default() } else { parse_body(&body)? };
+    let answer = match cmd::resume_flow_run(&state.db, id, body.run_input, client_api_version(&headers)).await? {
         cmd::Resumed::NotPaused => {
             let details = Details::Abort { reason: "Cannot resume a flow run that is not paused.".into() };
             (StatusCode::OK, orchestration_result(None, &Status::Abort, &details))

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 mod events_feed;
 mod events_out;
+pub mod flow_run_inputs;
 pub mod flow_run_states;
 pub mod flow_runs;
 pub mod flows;
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(flows::router())
         .merge(flow_runs::router())
         .merge(flow_run_states::router())
+        .merge(flow_run_inputs::router())
         .merge(task_runs::router())
         .merge(task_run_states::router())
         .merge(history::router())

@@ -22,6 +22,7 @@ fn kind(stream_type: StreamType) -> &'static str {
         StreamType::Deployment => "deployment",
         StreamType::DeploymentSchedule => "deployment-schedule",
         StreamType::Variable => "variable",
+        StreamType::FlowRunInput => "flow-run-input",
         _ => "document",
     }
 }

@@ -357,10 +357,28 @@ pub async fn set_state_guarded<G>(db: &Db, id: Uuid, body: SetStateBody, api_ver
 where
     G: Fn(&FlowRunSnapshot) -> bool + Clone + Send + Sync + 'static,
 {
+    set_state_then(db, id, body, api_version, guard, None).await
+}
+
+/// [`set_state_guarded`] that also stores `on_accept` as one of the run's
+/// inputs, in the same transaction, when the transition is accepted (a
+/// resume stores the validated run input only then, as Prefect does).
+async fn set_state_then<G>(
+    db: &Db,
+    id: Uuid,
+    body: SetStateBody,
+    api_version: (u32, u32, u32),
+    guard: G,
+    on_accept: Option<super::flow_run_inputs::NewInput>,
+) -> ApiResult<Option<SetStateResult>>
+where
+    G: Fn(&FlowRunSnapshot) -> bool + Clone + Send + Sync + 'static,
+{
     let dialect = db.dialect;
     write(db, move |conn| {
         let body = body.clone();
         let guard = guard.clone();
+        let on_accept = on_accept.clone();
         Box::pin(async move {
             let stream = StreamRef::new(StreamType::FlowRun, id);
             lock_stream(conn, dialect, &stream).await?;
@@ -409,6 +427,9 @@ where
                 record(conn, dialect, StreamRef::new(StreamType::FlowRun, id), ExpectedVersion::Locked(version), vec![event]).await?;
             }
             record_transition(conn, dialect, id, &name, (&flow_id, flow_name), &tags, version, initial.as_ref(), &outcome).await?;
+            if let (Some(input), crate::orchestration::outcome::Status::Accept) = (on_accept, outcome.status) {
+                super::flow_run_inputs::create_in_tx(conn, dialect, id, input).await?;
+            }
             Ok(Some(SetStateResult { outcome }))
         })
     })
@@ -427,22 +448,48 @@ pub enum Resumed {
 }
 
 /// `POST /flow_runs/{id}/resume`: proposes RUNNING, or SCHEDULED "Resuming"
-/// now for a run paused with `reschedule`, through the flow policy (a run
-/// paused while it waits for input is refused: flow-run inputs are not
-/// built here, so the input's schema cannot be found, which is what Prefect
-/// answers when it is missing). The PAUSED check is repeated under the
+/// now for a run paused with `reschedule`, through the flow policy. A run
+/// paused while waiting for input must be sent `run_input` that fits the
+/// schema it stored under `run_input_keyset.schema`; the input is stored
+/// under `run_input_keyset.response` in the same transaction, and only if
+/// the transition is accepted. `run_input` is hydrated first (`json` and
+/// `none` kinds, as the UI sends them). The PAUSED check is repeated under the
 /// run's lock, so a concurrent resume cannot transition it twice.
-pub async fn resume_flow_run(db: &Db, id: Uuid, api_version: (u32, u32, u32)) -> ApiResult<Resumed> {
-    let row = {
+pub async fn resume_flow_run(db: &Db, id: Uuid, run_input: Option<Map<String, Value>>, api_version: (u32, u32, u32)) -> ApiResult<Resumed> {
+    let (input, current) = {
         let mut conn = db.reader().acquire().await?;
-        read_flow_run_row(&mut conn, db.dialect, &id.to_string()).await?.ok_or_else(|| AppError::not_found("Flow run"))?
+        let row = read_flow_run_row(&mut conn, db.dialect, &id.to_string()).await?.ok_or_else(|| AppError::not_found("Flow run"))?;
+        let Some(current) = snapshot_from_row(&row).state.filter(|s| s.state_type == StateType::Paused) else {
+            return Ok(Resumed::NotPaused);
+        };
+        let refused = |reason: &str| Ok(Resumed::Refused(Box::new(current.clone()), reason.to_owned()));
+        let keyset = current.state_details.run_input_keyset.clone().filter(|k| !k.is_empty());
+        let input = match keyset {
+            None => None,
+            Some(keyset) => {
+                let run_input = run_input.unwrap_or_default();
+                let run_input = match crate::orchestration::hydration::hydrate(&run_input, &Default::default()) {
+                    Ok(hydrated) => hydrated,
+                    Err(e) => return refused(&format!("Error hydrating run input: {e}")),
+                };
+                let schema_key = keyset.get("schema").and_then(Value::as_str).unwrap_or_default();
+                let stored = super::flow_run_inputs::input_by_key(&mut conn, db.dialect, id, schema_key).await?;
+                let Some(schema_text) = stored.as_ref().and_then(|s| s.get("value")).and_then(Value::as_str) else {
+                    return refused("Run input schema not found.");
+                };
+                let Ok(schema) = serde_json::from_str::<Value>(schema_text) else {
+                    return refused("Run input schema is not valid JSON.");
+                };
+                let schema = crate::orchestration::job_variables::preprocessed(&schema, false);
+                if let Err(msg) = crate::orchestration::parameters::validate_document(&run_input, &schema) {
+                    return refused(&format!("Reason: {msg}"));
+                }
+                let key = keyset.get("response").and_then(Value::as_str).unwrap_or_default().to_owned();
+                Some(super::flow_run_inputs::NewInput { key, value: run_input.to_string(), sender: None })
+            }
+        };
+        (input, current)
     };
-    let Some(current) = snapshot_from_row(&row).state.filter(|s| s.state_type == StateType::Paused) else {
-        return Ok(Resumed::NotPaused);
-    };
-    if current.state_details.run_input_keyset.as_ref().is_some_and(|k| !k.is_empty()) {
-        return Ok(Resumed::Refused(Box::new(current), "Run input schema not found.".into()));
-    }
     let mut proposed = ProposedState {
         state_type: StateType::Running,
         name: None,
@@ -457,7 +504,7 @@ pub async fn resume_flow_run(db: &Db, id: Uuid, api_version: (u32, u32, u32)) ->
     }
     let body = SetStateBody { state: proposed, force: false };
     let paused = |run: &FlowRunSnapshot| run.state.as_ref().is_some_and(|s| s.state_type == StateType::Paused);
-    Ok(match set_state_guarded(db, id, body, api_version, paused).await? {
+    Ok(match set_state_then(db, id, body, api_version, paused, input).await? {
         Some(result) => Resumed::Transition(Box::new(result)),
         None => Resumed::NotPaused,
     })

@@ -33,6 +33,7 @@ pub enum StreamType {
     Deployment,
     DeploymentSchedule,
     Variable,
+    FlowRunInput,
 }
 
 impl StreamType {
@@ -49,6 +50,7 @@ impl StreamType {
             StreamType::Deployment => "deployment",
             StreamType::DeploymentSchedule => "deployment_schedule",
             StreamType::Variable => "variable",
+            StreamType::FlowRunInput => "flow_run_input",
         }
     }
 
@@ -65,6 +67,7 @@ impl StreamType {
             StreamType::Deployment,
             StreamType::DeploymentSchedule,
             StreamType::Variable,
+            StreamType::FlowRunInput,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)

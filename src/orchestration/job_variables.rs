@@ -20,7 +20,7 @@
 
 use serde_json::{Map, Value};
 
-use super::parameters::{first_failure, without_required};
+use super::parameters::{first_failure, validate_document, without_required};
 
 /// Why job variables were refused.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,13 +64,7 @@ fn check(vars: &Map<String, Value>, schema: &Value, preprocess: bool, ignore_req
     if ignore_required {
         schema = without_required(&schema);
     }
-    first_failure(&Value::Object(vars.clone()), &schema).map_err(|(path, why)| {
-        if path.is_empty() {
-            format!("Validation failed. Failure reason: {why}")
-        } else {
-            format!("Validation failed for field '{path}'. Failure reason: {why}")
-        }
-    })
+    validate_document(&Value::Object(vars.clone()), &schema)
 }
 
 /// `validate_job_variable_defaults_for_work_pool`: the defaults of a pool's

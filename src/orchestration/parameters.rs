@@ -24,6 +24,20 @@ pub fn validate(params: &Value, schema: &Value) -> Result<(), String> {
     })
 }
 
+/// `Ok` when `value` satisfies `schema`, else the message of Prefect's
+/// `schema_tools.validate(..., raise_on_error=True)`: `Validation failed for
+/// field '<path>'. Failure reason: <why>`, or `Validation failed. Failure
+/// reason: <why>` when the value itself fails.
+pub fn validate_document(value: &Value, schema: &Value) -> Result<(), String> {
+    first_failure(value, schema).map_err(|(path, why)| {
+        if path.is_empty() {
+            format!("Validation failed. Failure reason: {why}")
+        } else {
+            format!("Validation failed for field '{path}'. Failure reason: {why}")
+        }
+    })
+}
+
 /// [`validate`] with every `required` key removed from the schema, as
 /// Prefect checks a deployment's default parameters on update
 /// (`ignore_required=True`: defaults may leave parameters to each run).

@@ -133,6 +133,13 @@ pub const VARIABLE: Table = Table {
     fields: &[f("name", Text), f("value", Json), f("tags", Json)],
 };
 
+/// A flow run's input (Prefect's `flow_run_input`): `value` is the text the
+/// client sent (usually JSON), kept as it is.
+pub const FLOW_RUN_INPUT: Table = Table {
+    name: "flow_run_input",
+    fields: &[f("flow_run_id", Text), f("key", Text), f("value", Text), f("sender", Text)],
+};
+
 impl Table {
     /// `t.id, t.created, t.updated, t.<columns>...` for a SELECT.
     pub fn select_list(&self, alias: &str) -> String {

@@ -136,8 +136,8 @@ both_backends!(resume_moves_a_paused_run_on_once, |app: TestApp| async move {
     assert_eq!((status, body["status"].clone(), body["state"]["type"].clone()), (201, json!("ACCEPT"), json!("RUNNING")), "{body}");
     let (_, body) = app.post(&format!("/flow_runs/{id}/resume"), json!({})).await;
     assert_eq!(body["status"], "ABORT");
-    // A run paused while waiting for input is refused (flow-run inputs are
-    // not built here, so the input's schema is never found) and stays paused
+    // A run paused while waiting for input whose schema was never stored as
+    // one of its inputs is refused, and stays paused
     let (status, body) = app
         .post(&format!("/flow_runs/{id}/set_state"), json!({"state": {"type": "PAUSED", "state_details": {"pause_key": "k2", "run_input_keyset": {"schema": "s", "response": "r", "description": "d"}}}}))
         .await;

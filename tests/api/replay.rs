@@ -118,6 +118,14 @@ async fn varied_log(app: &TestApp) {
         assert_eq!(app.patch_json(&format!("/flow_runs/{run}"), json!({"tags": ["done"], "infrastructure_pid": "42"})).await, 204);
     }
     app.post("/logs/", json!([{"name": "n", "level": 40, "message": "no run", "timestamp": "2026-01-01T00:00:01Z"}])).await;
+    // Flow-run inputs: on every run (the deleted run and flow take theirs
+    // with them), one of them deleted on its own.
+    for run in &runs {
+        for key in ["a", "b"] {
+            assert_eq!(app.post(&format!("/flow_runs/{run}/input"), json!({"key": key, "value": format!("{{\"run\": \"{run}\"}}")})).await.0, 201);
+        }
+    }
+    assert_eq!(app.delete_path(&format!("/flow_runs/{}/input/b", runs[0])).await, 204);
 
     // Deletes and their cascades: a task run, a flow run, a queue, a
     // deployment, a pool, a flow.
@@ -139,7 +147,7 @@ both_backends!(the_set_based_rebuild_matches_the_live_model, |app: TestApp| asyn
     let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
     assert!(report.events > 100, "{}", report.events);
     assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
-    for table in ["flow_run_state", "task_run_state", "task_run_state_cache", "log", "deployment_schedule", "worker"] {
+    for table in ["flow_run_state", "task_run_state", "task_run_state_cache", "log", "deployment_schedule", "worker", "flow_run_input"] {
         let t = report.after.iter().find(|t| t.table == table).unwrap();
         assert!(t.rows > 0, "{table} is empty: the log does not exercise it");
     }

@@ -33,6 +33,7 @@ pub(super) async fn apply(conn: &mut AnyConnection, dialect: Dialect, event: &Re
         }
         FLOW_RUN_DELETED => {
             for sql in [
+                "DELETE FROM flow_run_input WHERE flow_run_id = $1",
                 "DELETE FROM flow_run_state WHERE flow_run_id = $1",
                 "DELETE FROM task_run_state WHERE task_run_id IN (SELECT id FROM task_run WHERE flow_run_id = $1)",
                 "DELETE FROM task_run WHERE flow_run_id = $1",

@@ -40,6 +40,7 @@ pub(super) async fn apply(conn: &mut AnyConnection, dialect: Dialect, event: &Re
         FLOW_DELETED => {
             // Prefect cascades a flow's deletion to its runs.
             for sql in [
+                "DELETE FROM flow_run_input WHERE flow_run_id IN (SELECT id FROM flow_run WHERE flow_id = $1)",
                 "DELETE FROM flow_run_state WHERE flow_run_id IN (SELECT id FROM flow_run WHERE flow_id = $1)",
                 "DELETE FROM task_run_state WHERE task_run_id IN (SELECT id FROM task_run WHERE flow_run_id IN (SELECT id FROM flow_run WHERE flow_id = $1))",
                 "DELETE FROM task_run WHERE flow_run_id IN (SELECT id FROM flow_run WHERE flow_id = $1)",

@@ -41,6 +41,7 @@ pub const TABLES: &[&str] = &[
     "work_queue",
     "work_pool",
     "variable",
+    "flow_run_input",
     "flow",
 ];
 

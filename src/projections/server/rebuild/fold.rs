@@ -98,6 +98,7 @@ fn flow(model: &mut Model, event: &RecordedEvent) -> Result<(), ProjectionError>
 /// Deletes flow runs with their states, their task runs and those task
 /// runs' states.
 fn delete_runs(model: &mut Model, runs: &HashSet<String>) {
+    model.delete_where("flow_run_input", "flow_run_id", runs);
     model.delete_where("flow_run_state", "flow_run_id", runs);
     let tasks = model.ids_where("task_run", "flow_run_id", runs);
     model.delete_where("task_run_state", "task_run_id", &tasks);
