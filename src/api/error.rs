@@ -32,6 +32,19 @@ impl AppError {
         AppError::Detail(StatusCode::NOT_FOUND, format!("{what} not found"))
     }
 
+    /// The error in one line for a client (a bulk answer's ABORT reason):
+    /// the detail of an HTTP error; an internal cause is logged, not sent.
+    pub fn reason(&self) -> String {
+        match self {
+            AppError::Detail(_, detail) => detail.clone(),
+            AppError::Internal(e) => {
+                tracing::error!(error = %e, "internal error");
+                "Internal Server Error".into()
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// A 422 for one field, shaped like a pydantic error.
     pub fn invalid(loc: &[&str], msg: impl Into<String>, input: Value) -> Self {
         AppError::Validation {

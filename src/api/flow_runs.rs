@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/flow_runs/count", post(count_runs))
         .route("/flow_runs/paginate", post(paginate_runs))
         .route("/flow_runs/bulk_delete", post(bulk_delete))
+        .route("/flow_runs/bulk_set_state", post(bulk_set_state))
         .route("/flow_runs/{id}", get(read).patch(update).delete(delete))
         .route("/flow_runs/{id}/set_state", post(set_state))
         .route("/flow_runs/{id}/resume", post(resume))
@@ -109,6 +110,41 @@ async fn bulk_delete(State(state): State<AppState>, body: axum::body::Bytes) -> 
     let sql = filters::select_flow_runs(&filter, state.db.dialect, &super::workspace(), "flow_run.id").map_err(super::filter_error)?;
     let deleted = cmd::delete_flow_runs(&state.db, super::fetch_ids(&state.db, &sql).await?).await?;
     Ok(Json(json!({"deleted": deleted})))
+}
+
+/// The state part of a `bulk_set_state` body (its filter and limit are read
+/// by [`super::body::bulk_filter`]).
+#[derive(serde::Deserialize)]
+struct BulkState {
+    state: crate::orchestration::outcome::ProposedState,
+    #[serde(default)]
+    force: bool,
+}
+
+/// `POST /flow_runs/bulk_set_state`: proposes `state` to up to `limit`
+/// runs matching `flow_runs`, one transaction per run through the flow
+/// policy, and lists each run's orchestration result. A run that cannot be
+/// set (deleted meanwhile, say) gets an ABORT with the reason, as in Prefect.
+async fn bulk_set_state(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
+    let filter = super::body::bulk_filter(&body, "flow_runs")?;
+    let BulkState { state: proposed, force } = parse_body(&body)?;
+    let sql = filters::select_flow_runs(&filter, state.db.dialect, &super::workspace(), "flow_run.id").map_err(super::filter_error)?;
+    let api_version = client_api_version(&headers);
+    let mut results = Vec::new();
+    for id in super::fetch_ids(&state.db, &sql).await? {
+        let body = SetStateBody { state: proposed.clone(), force };
+        let mut result = match cmd::set_flow_run_state(&state.db, id, body, api_version).await {
+            Ok(r) => orchestration_result(r.outcome.returned_state.as_ref(), &r.outcome.status, &r.outcome.details),
+            Err(e) => orchestration_result(None, &Status::Abort, &Details::Abort { reason: e.reason() }),
+        };
+        if let Value::Object(m) = &mut result {
+            let mut with_id = Map::from_iter([("flow_run_id".to_owned(), json!(id))]);
+            with_id.append(m);
+            result = Value::Object(with_id);
+        }
+        results.push(result);
+    }
+    Ok(Json(json!({"results": results})))
 }
 
 /// Prefect's `OrchestrationResult` JSON.

@@ -48,3 +48,33 @@ def test_bulk_delete_of_flows_takes_their_runs_and_deployments(uid, sync_client,
         assert http.get(f"/flow_runs/{run['id']}").status_code == 404
         assert http.get(f"/flows/{kept}").status_code == 200
         assert http.post("/flows/bulk_delete", json={"flows": {"name": {"like_": f"bulkflow-{uid}"}}}).json() == {"deleted": []}
+
+
+def test_bulk_set_state_orchestrates_each_matching_run(uid, sync_client, api_url):
+    flow_id = sync_client.create_flow_from_name(f"bulkstate-{uid}")
+    with httpx.Client(base_url=api_url) as http:
+        runs = [http.post("/flow_runs/", json={"flow_id": str(flow_id), "tags": [uid]}).json()["id"] for _ in range(3)]
+        # One run is already COMPLETED: whatever the policy decides for it,
+        # the answer says what the run now is.
+        http.post(f"/flow_runs/{runs[0]}/set_state", json={"state": {"type": "RUNNING"}})
+        http.post(f"/flow_runs/{runs[0]}/set_state", json={"state": {"type": "COMPLETED"}})
+        response = http.post(
+            "/flow_runs/bulk_set_state",
+            json={"flow_runs": {"tags": {"all_": [uid]}}, "state": {"type": "RUNNING", "message": "bulk"}},
+        )
+        assert response.status_code == 200
+        results = {r["flow_run_id"]: r for r in response.json()["results"]}
+        assert set(results) == set(runs)
+        assert set(results[runs[1]]) == {"flow_run_id", "status", "state", "details"}
+        for run_id in runs[1:]:
+            assert results[run_id]["status"] == "ACCEPT"
+            assert results[run_id]["state"]["type"] == "RUNNING"
+            assert http.get(f"/flow_runs/{run_id}").json()["state"]["message"] == "bulk"
+        first = results[runs[0]]
+        now = http.get(f"/flow_runs/{runs[0]}").json()["state"]["type"]
+        assert now == (first["state"]["type"] if first["status"] == "ACCEPT" else "COMPLETED")
+
+        missing_state = http.post("/flow_runs/bulk_set_state", json={"flow_runs": {"tags": {"all_": [uid]}}})
+        assert missing_state.status_code == 422
+        none = http.post("/flow_runs/bulk_set_state", json={"flow_runs": {"tags": {"all_": [f"none-{uid}"]}}, "state": {"type": "RUNNING"}})
+        assert none.json() == {"results": []}
