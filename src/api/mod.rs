@@ -17,6 +17,7 @@ pub mod flows;
 mod history;
 pub mod json;
 pub mod logs;
+mod logs_download;
 mod run_states;
 pub mod task_run_states;
 pub mod task_runs;
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .merge(history::router())
         .merge(ui::router())
         .merge(logs::router())
+        .merge(logs_download::router())
         .merge(events::router())
         .merge(concurrency_limits_v2::router())
         .merge(deployments::router())
