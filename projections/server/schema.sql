@@ -277,3 +277,15 @@ CREATE TABLE IF NOT EXISTS flow_run_input (
     version         BIGINT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS uq_flow_run_input__flow_run_id_key ON flow_run_input (flow_run_id, key);
+
+-- Saved searches (the UI's saved filter views); `filters` is JSON text.
+CREATE TABLE IF NOT EXISTS saved_search (
+    id              TEXT PRIMARY KEY,
+    workspace_id    TEXT NOT NULL,
+    created         TEXT NOT NULL,
+    updated         TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    filters         TEXT NOT NULL DEFAULT '[]',
+    version         BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_saved_search__workspace_name ON saved_search (workspace_id, name);

@@ -19,6 +19,7 @@ pub mod json;
 pub mod logs;
 mod logs_download;
 mod run_states;
+mod saved_searches;
 pub mod task_run_states;
 pub mod task_runs;
 mod ui;
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .merge(work_queues::router())
         .merge(automations::router())
         .merge(variables::router())
+        .merge(saved_searches::router())
         .layer(axum::middleware::from_fn(version_check::enforce_minimum_api_version))
         .fallback(not_found)
         // Outside Prefect's routers, so not subject to the version check.

@@ -23,6 +23,7 @@ fn kind(stream_type: StreamType) -> &'static str {
         StreamType::DeploymentSchedule => "deployment-schedule",
         StreamType::Variable => "variable",
         StreamType::FlowRunInput => "flow-run-input",
+        StreamType::SavedSearch => "saved-search",
         _ => "document",
     }
 }

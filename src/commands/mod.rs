@@ -11,6 +11,7 @@ pub mod documents;
 pub mod flows;
 pub mod logs;
 pub mod names;
+pub mod saved_searches;
 pub mod schedule_patch;
 pub mod task_runs;
 pub mod variables;

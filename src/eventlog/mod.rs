@@ -34,6 +34,7 @@ pub enum StreamType {
     DeploymentSchedule,
     Variable,
     FlowRunInput,
+    SavedSearch,
 }
 
 impl StreamType {
@@ -51,6 +52,7 @@ impl StreamType {
             StreamType::DeploymentSchedule => "deployment_schedule",
             StreamType::Variable => "variable",
             StreamType::FlowRunInput => "flow_run_input",
+            StreamType::SavedSearch => "saved_search",
         }
     }
 
@@ -68,6 +70,7 @@ impl StreamType {
             StreamType::DeploymentSchedule,
             StreamType::Variable,
             StreamType::FlowRunInput,
+            StreamType::SavedSearch,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)

@@ -1,5 +1,5 @@
 //! Configuration objects (work pools, work queues, workers, deployments,
-//! deployment schedules, variables) are "documents": a row whose columns map one to one
+//! deployment schedules, variables, flow-run inputs, saved searches) are "documents": a row whose columns map one to one
 //! to fields of Prefect's JSON. One descriptor per table drives the insert,
 //! the partial update and the row → JSON read, so each object does not need
 //! its own hand-written column plumbing.
@@ -138,6 +138,13 @@ pub const VARIABLE: Table = Table {
 pub const FLOW_RUN_INPUT: Table = Table {
     name: "flow_run_input",
     fields: &[f("flow_run_id", Text), f("key", Text), f("value", Text), f("sender", Text)],
+};
+
+/// A saved search (the UI's saved filter views): `filters` is a list of
+/// `{object, property, type, operation, value}`.
+pub const SAVED_SEARCH: Table = Table {
+    name: "saved_search",
+    fields: &[f("name", Text), f("filters", Json)],
 };
 
 impl Table {

@@ -126,6 +126,15 @@ async fn varied_log(app: &TestApp) {
         }
     }
     assert_eq!(app.delete_path(&format!("/flow_runs/{}/input/b", runs[0])).await, 204);
+    // Saved searches: one replaced by name, one deleted.
+    for (name, value) in [("kept", json!(1)), ("kept", json!(null)), ("dropped", json!("x"))] {
+        let body = json!({"name": name, "filters": [{"object": "flow_run", "property": "state", "type": "state", "operation": "or", "value": value}]});
+        let status = app.client.put(app.url("/saved_searches/")).json(&body).send().await.unwrap().status().as_u16();
+        assert!(status == 200 || status == 201, "{status}");
+    }
+    let (_, searches) = app.post("/saved_searches/filter", json!({})).await;
+    let dropped = searches.as_array().unwrap().iter().find(|s| s["name"] == "dropped").unwrap()["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.delete_path(&format!("/saved_searches/{dropped}")).await, 204);
 
     // Deletes and their cascades: a task run, a flow run, a queue, a
     // deployment, a pool, a flow.
@@ -147,7 +156,7 @@ both_backends!(the_set_based_rebuild_matches_the_live_model, |app: TestApp| asyn
     let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
     assert!(report.events > 100, "{}", report.events);
     assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
-    for table in ["flow_run_state", "task_run_state", "task_run_state_cache", "log", "deployment_schedule", "worker", "flow_run_input"] {
+    for table in ["flow_run_state", "task_run_state", "task_run_state_cache", "log", "deployment_schedule", "worker", "flow_run_input", "saved_search"] {
         let t = report.after.iter().find(|t| t.table == table).unwrap();
         assert!(t.rows > 0, "{table} is empty: the log does not exercise it");
     }

@@ -1,5 +1,5 @@
 //! Document rows (work pools, work queues, workers, deployments, deployment
-//! schedules, variables): one generic insert / update / delete driven by the table
+//! schedules, variables, flow-run inputs, saved searches): one generic insert / update / delete driven by the table
 //! descriptors in `server_model::documents`, plus the cascades Prefect's
 //! foreign keys perform when a document is deleted.
 
@@ -12,7 +12,7 @@ use super::{exec, insert_row, payload, update_row, Cols, ProjectionError};
 use crate::db::{Bind, Dialect};
 use crate::eventlog::{RecordedEvent, StreamType};
 use crate::server_events::{DocumentCreated, DocumentUpdated};
-use crate::server_model::documents::{bind, Table, DEPLOYMENT, DEPLOYMENT_SCHEDULE, FLOW_RUN_INPUT, VARIABLE, WORKER, WORK_POOL, WORK_QUEUE};
+use crate::server_model::documents::{bind, Table, DEPLOYMENT, DEPLOYMENT_SCHEDULE, FLOW_RUN_INPUT, SAVED_SEARCH, VARIABLE, WORKER, WORK_POOL, WORK_QUEUE};
 use crate::time::fmt_ts;
 
 pub(super) fn table_of(stream_type: StreamType) -> Option<&'static Table> {
@@ -24,6 +24,7 @@ pub(super) fn table_of(stream_type: StreamType) -> Option<&'static Table> {
         StreamType::DeploymentSchedule => &DEPLOYMENT_SCHEDULE,
         StreamType::Variable => &VARIABLE,
         StreamType::FlowRunInput => &FLOW_RUN_INPUT,
+        StreamType::SavedSearch => &SAVED_SEARCH,
         _ => return None,
     })
 }

@@ -42,6 +42,7 @@ pub const TABLES: &[&str] = &[
     "work_pool",
     "variable",
     "flow_run_input",
+    "saved_search",
     "flow",
 ];
 
