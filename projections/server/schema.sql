@@ -289,3 +289,35 @@ CREATE TABLE IF NOT EXISTS saved_search (
     version         BIGINT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS uq_saved_search__workspace_name ON saved_search (workspace_id, name);
+
+-- Global (v2) concurrency limits; `active_slots` counts only slots taken
+-- without a lease (leases are rows of `concurrency_lease`).
+CREATE TABLE IF NOT EXISTS concurrency_limit_v2 (
+    id                          TEXT PRIMARY KEY,
+    workspace_id                TEXT NOT NULL,
+    created                     TEXT NOT NULL,
+    updated                     TEXT NOT NULL,
+    name                        TEXT NOT NULL,
+    slot_limit                  BIGINT NOT NULL,
+    active                      BIGINT NOT NULL DEFAULT 1,
+    active_slots                BIGINT NOT NULL DEFAULT 0,
+    denied_slots                BIGINT NOT NULL DEFAULT 0,
+    slot_decay_per_second       TEXT NOT NULL DEFAULT '0.0',
+    avg_slot_occupancy_seconds  TEXT NOT NULL DEFAULT '2.0',
+    version                     BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_concurrency_limit_v2__workspace_name ON concurrency_limit_v2 (workspace_id, name);
+
+-- Leases on concurrency slots; `resource_ids` is a JSON list of limit ids.
+CREATE TABLE IF NOT EXISTS concurrency_lease (
+    id              TEXT PRIMARY KEY,
+    workspace_id    TEXT NOT NULL,
+    created         TEXT NOT NULL,
+    updated         TEXT NOT NULL,
+    resource_ids    TEXT NOT NULL DEFAULT '[]',
+    slots           BIGINT NOT NULL,
+    holder          TEXT,
+    expiration      TEXT NOT NULL,
+    version         BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_concurrency_lease__expiration ON concurrency_lease (expiration);

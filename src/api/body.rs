@@ -106,6 +106,25 @@ impl Fields {
         Some(n)
     }
 
+    /// A required `UUID` field (`Body(..., embed=True)`).
+    pub fn uuids_one(&mut self, key: &str) -> Option<Uuid> {
+        let Some(v) = self.present(key).cloned() else {
+            self.missing(key);
+            return None;
+        };
+        match v.as_str().map(Uuid::parse_str) {
+            Some(Ok(id)) => Some(id),
+            Some(Err(e)) => {
+                self.error(json!({"type": "uuid_parsing", "loc": ["body", key], "msg": format!("Input should be a valid UUID, {e}"), "input": v, "ctx": {"error": e.to_string()}}));
+                None
+            }
+            None => {
+                self.error(json!({"type": "uuid_type", "loc": ["body", key], "msg": "UUID input should be a string, bytes or UUID object", "input": v}));
+                None
+            }
+        }
+    }
+
     /// A required `list[UUID]` field (`Body(..., embed=True)`).
     pub fn uuids(&mut self, key: &str) -> Option<Vec<Uuid>> {
         let Some(v) = self.present(key).cloned() else {

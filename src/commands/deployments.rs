@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
+use super::concurrency_limits;
 use super::documents::{self as doc, find};
 use super::flow_runs::{self, FlowRunCreate, RunOrigin};
 use super::work_pools::{self as pools, id_of, WorkPoolCreate, WorkQueueCreate, DEFAULT_AGENT_POOL};
@@ -345,6 +346,7 @@ pub async fn create_deployment(db: &Db, body: DeploymentCreate) -> ApiResult<(Uu
             for (s, schedule) in body.schedules.iter().zip(schedules) {
                 insert_schedule(conn, dialect, id, s, schedule, at).await?;
             }
+            concurrency_limits::sync_deployment_limit(conn, dialect, id, body.concurrency_limit, at).await?;
             Ok((id, created))
         })
     })
@@ -470,6 +472,9 @@ pub async fn update_deployment(db: &Db, id: Uuid, body: Map<String, Value>) -> A
                 false => Some(feed::deployment_event(conn, dialect, "prefect.deployment.updated", id, &feed::merged(&current, &changes), feed::updated_payload(changed), at).await?),
             };
             doc::update(conn, dialect, StreamType::Deployment, id, changes, at, event).await?;
+            if let Some(limit) = body.get("concurrency_limit") {
+                concurrency_limits::sync_deployment_limit(conn, dialect, id, limit.as_i64(), at).await?;
+            }
             if let (Some(sent), Some(plan)) = (&sent, plan) {
                 apply_schedule_patch(conn, dialect, id, sent, &parsed, plan, at).await?;
             }
@@ -623,6 +628,7 @@ pub async fn delete_deployment(db: &Db, id: Uuid) -> ApiResult<()> {
             delete_schedules(conn, dialect, id).await?;
             let at = now();
             let event = feed::deployment_event(conn, dialect, "prefect.deployment.deleted", id, &current, json!({}), at).await?;
+            concurrency_limits::sync_deployment_limit(conn, dialect, id, None, at).await?;
             doc::delete(conn, dialect, StreamType::Deployment, id, at, Some(event)).await
         })
     })

@@ -24,6 +24,8 @@ fn kind(stream_type: StreamType) -> &'static str {
         StreamType::Variable => "variable",
         StreamType::FlowRunInput => "flow-run-input",
         StreamType::SavedSearch => "saved-search",
+        StreamType::ConcurrencyLimit => "concurrency-limit",
+        StreamType::ConcurrencyLease => "concurrency-lease",
         _ => "document",
     }
 }

@@ -10,6 +10,7 @@ use super::{record, task_runs, write};
 use crate::api::error::{ApiResult, AppError};
 use crate::db::{Db, Dialect};
 use crate::eventlog::{lock_stream, ExpectedVersion, NewEvent, StreamRef, StreamType, DEFAULT_WORKSPACE};
+use crate::server_model::concurrency_limits::{limit_row, limit_state, row_id, LimitRef};
 use crate::orchestration::flow_policy::{decide_flow_transition, DeploymentSlots, FlowRunSnapshot, FlowTransitionInput, FlowTransitionOutcome};
 use crate::orchestration::outcome::ProposedState;
 use crate::orchestration::states::{FlowRunPolicy, State, StateType};
@@ -325,20 +326,21 @@ async fn deployment_slots(conn: &mut AnyConnection, dialect: Dialect, run: &Flow
         .fetch_optional(&mut *conn)
         .await?;
     let Some(row) = row else { return Ok(None) };
-    let Some(limit) = row.try_get::<Option<i64>, _>(0)? else { return Ok(None) };
     let options: Value = row.try_get::<Option<String>, _>(1)?.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
-    crate::eventlog::lock_key(conn, dialect, &format!("deployment-slots:{deployment_id}")).await?;
-    let active: i64 = sqlx::query(&dialect.rewrite(
-        "SELECT COUNT(*) FROM flow_run WHERE deployment_id = $1 AND id <> $2 AND state_type IN ('PENDING', 'RUNNING', 'CANCELLING')",
-    ))
-    .bind(deployment_id.to_string())
-    .bind(run.id.to_string())
-    .fetch_one(&mut *conn)
-    .await?
-    .try_get(0)?;
+    // The deployment's own v2 limit, locked so concurrent claims (and slot
+    // increments through the v2 routes) are serialised.
+    let name = crate::server_model::concurrency_limits::deployment_limit_name(deployment_id);
+    let Some(gcl) = limit_row(conn, dialect, &LimitRef::Name(name)).await? else { return Ok(None) };
+    crate::eventlog::lock_stream(conn, dialect, &StreamRef::new(StreamType::ConcurrencyLimit, row_id(&gcl))).await?;
+    let Some(gcl) = limit_row(conn, dialect, &LimitRef::Id(row_id(&gcl))).await? else { return Ok(None) };
+    let at = crate::time::micros(Utc::now());
+    let state = limit_state(conn, dialect, &gcl, at, Some(run.id)).await?;
+    if !state.active {
+        return Ok(None);
+    }
     Ok(Some(DeploymentSlots {
-        limit,
-        active,
+        limit: state.limit,
+        active: state.occupied(at),
         cancel_new: options.get("collision_strategy").and_then(Value::as_str) == Some("CANCEL_NEW"),
         wait_seconds: 30,
     }))

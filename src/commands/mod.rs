@@ -4,6 +4,7 @@
 //! inline. Handlers stay thin; the log stays the source of truth.
 
 pub mod client_events;
+pub mod concurrency_limits;
 pub mod flow_run_inputs;
 pub mod flow_runs;
 pub mod deployments;

@@ -35,6 +35,8 @@ pub enum StreamType {
     Variable,
     FlowRunInput,
     SavedSearch,
+    ConcurrencyLimit,
+    ConcurrencyLease,
 }
 
 impl StreamType {
@@ -53,6 +55,8 @@ impl StreamType {
             StreamType::Variable => "variable",
             StreamType::FlowRunInput => "flow_run_input",
             StreamType::SavedSearch => "saved_search",
+            StreamType::ConcurrencyLimit => "concurrency_limit",
+            StreamType::ConcurrencyLease => "concurrency_lease",
         }
     }
 
@@ -71,6 +75,8 @@ impl StreamType {
             StreamType::Variable,
             StreamType::FlowRunInput,
             StreamType::SavedSearch,
+            StreamType::ConcurrencyLimit,
+            StreamType::ConcurrencyLease,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)

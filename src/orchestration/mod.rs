@@ -2,6 +2,7 @@
 //! state and a proposed state, decide ACCEPT / REJECT / WAIT / ABORT and the
 //! run's bookkeeping. No I/O: commands load what the rules need first.
 
+pub mod concurrency_limits;
 pub mod flow_policy;
 pub mod hydration;
 pub mod job_variables;

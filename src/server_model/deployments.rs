@@ -61,9 +61,14 @@ pub async fn deployment_json(conn: &mut AnyConnection, dialect: Dialect, mut d: 
         None => None,
     };
     d.insert("work_pool_name".into(), json!(pool_name));
-    // Deployment concurrency is enforced through the limit itself here; the
-    // v2 global limit object Prefect attaches is not modelled.
-    d.insert("global_concurrency_limit".into(), Value::Null);
+    // Prefect answers the deprecated `concurrency_limit` as null and the
+    // deployment's own v2 limit as `global_concurrency_limit`.
+    d.insert("concurrency_limit".into(), Value::Null);
+    let gcl = match uuid::Uuid::parse_str(&id) {
+        Ok(uid) => super::concurrency_limits::deployment_limit_response(conn, dialect, uid).await?,
+        Err(_) => Value::Null,
+    };
+    d.insert("global_concurrency_limit".into(), gcl);
     let mut out = Map::new();
     for key in ORDER {
         out.insert((*key).to_owned(), d.remove(*key).unwrap_or(Value::Null));

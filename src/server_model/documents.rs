@@ -1,5 +1,6 @@
 //! Configuration objects (work pools, work queues, workers, deployments,
-//! deployment schedules, variables, flow-run inputs, saved searches) are "documents": a row whose columns map one to one
+//! deployment schedules, variables, flow-run inputs, saved searches,
+//! concurrency limits and leases) are "documents": a row whose columns map one to one
 //! to fields of Prefect's JSON. One descriptor per table drives the insert,
 //! the partial update and the row → JSON read, so each object does not need
 //! its own hand-written column plumbing.
@@ -145,6 +146,30 @@ pub const FLOW_RUN_INPUT: Table = Table {
 pub const SAVED_SEARCH: Table = Table {
     name: "saved_search",
     fields: &[f("name", Text), f("filters", Json)],
+};
+
+/// A global (v2) concurrency limit. `active_slots` is the stored counter
+/// of slots taken without a lease (see `orchestration::concurrency_limits`);
+/// the two floats are JSON numbers.
+pub const CONCURRENCY_LIMIT: Table = Table {
+    name: "concurrency_limit_v2",
+    fields: &[
+        f("name", Text),
+        // `limit` is a reserved word in SQL.
+        Field { json: "limit", column: "slot_limit", kind: Int },
+        f("active", Bool),
+        f("active_slots", Int),
+        f("denied_slots", Int),
+        f("slot_decay_per_second", Json),
+        f("avg_slot_occupancy_seconds", Json),
+    ],
+};
+
+/// A lease on concurrency slots: `slots` of each limit in `resource_ids`
+/// (a JSON list of ids) until `expiration`, for `holder` (JSON or null).
+pub const CONCURRENCY_LEASE: Table = Table {
+    name: "concurrency_lease",
+    fields: &[f("resource_ids", Json), f("slots", Int), f("holder", Json), f("expiration", Text)],
 };
 
 impl Table {

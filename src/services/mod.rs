@@ -6,6 +6,7 @@
 
 pub mod foreman;
 pub mod late_runs;
+pub mod repossessor;
 pub mod leader;
 pub mod retention;
 pub mod run_monitors;
@@ -48,6 +49,10 @@ pub fn spawn_all(db: &Db, broker: Arc<dyn Broker>, settings: &Settings) -> JoinS
     if s.pause_expirations_enabled || s.cancellation_cleanup_enabled || s.zombie_runs_enabled {
         set.spawn(run_monitors::run(db.clone(), settings.clone()));
         names.push("run monitors (pause expirations, cancellation cleanup, zombie runs)");
+    }
+    if s.repossessor_enabled {
+        set.spawn(repossessor::run(db.clone(), settings.clone()));
+        names.push("repossessor");
     }
     tracing::info!(services = %names.join(", "), "background services started");
     set

@@ -51,6 +51,16 @@ pub struct ServiceSettings {
     pub zombie_runs_enabled: bool,
     pub zombie_runs_loop: Duration,
     pub zombie_heartbeat_timeout: Duration,
+    /// `PREFECT_SERVER_SERVICES_REPOSSESSOR_ENABLED` (true), `..._LOOP_SECONDS`
+    /// (15): deletes expired concurrency leases.
+    pub repossessor_enabled: bool,
+    pub repossessor_loop: Duration,
+    /// `PREFECT_SERVER_TASKS_TAG_CONCURRENCY_SLOT_WAIT_SECONDS` (10): the
+    /// longest retry wait a full `tag:*` limit asks for.
+    pub tag_concurrency_slot_wait: Duration,
+    /// `PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS` (30):
+    /// the same for other limits.
+    pub maximum_concurrency_slot_wait: Duration,
 }
 
 const P: &str = "PREFECT_SERVER_SERVICES_";
@@ -69,6 +79,10 @@ impl ServiceSettings {
         let secs = |name: &str, default: &str| -> Result<Duration, String> {
             let key = format!("{P}{name}");
             let raw = get(&key).unwrap_or_else(|| default.to_owned());
+            crate::config::parse_duration(&raw).ok_or_else(|| format!("{key}: {raw:?} is not a duration"))
+        };
+        let full_secs = |key: &str, default: &str| -> Result<Duration, String> {
+            let raw = get(key).unwrap_or_else(|| default.to_owned());
             crate::config::parse_duration(&raw).ok_or_else(|| format!("{key}: {raw:?} is not a duration"))
         };
         let int = |name: &str, default: i64| -> Result<i64, String> {
@@ -104,6 +118,20 @@ impl ServiceSettings {
             zombie_runs_enabled: flag("ZOMBIE_RUNS_ENABLED")?,
             zombie_runs_loop: secs("ZOMBIE_RUNS_LOOP_SECONDS", "20")?,
             zombie_heartbeat_timeout: secs("ZOMBIE_RUNS_HEARTBEAT_TIMEOUT_SECONDS", "90")?,
+            repossessor_enabled: flag("REPOSSESSOR_ENABLED")?,
+            repossessor_loop: secs("REPOSSESSOR_LOOP_SECONDS", "15")?,
+            tag_concurrency_slot_wait: full_secs("PREFECT_SERVER_TASKS_TAG_CONCURRENCY_SLOT_WAIT_SECONDS", "10")?,
+            maximum_concurrency_slot_wait: full_secs("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "30")?,
         })
+    }
+}
+
+impl ServiceSettings {
+    /// The retry-wait bounds of concurrency limits.
+    pub fn concurrency_waits(&self) -> crate::orchestration::concurrency_limits::WaitSettings {
+        crate::orchestration::concurrency_limits::WaitSettings {
+            tag_max_wait: self.tag_concurrency_slot_wait.as_secs_f64(),
+            max_wait: self.maximum_concurrency_slot_wait.as_secs_f64(),
+        }
     }
 }

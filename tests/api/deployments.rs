@@ -186,7 +186,7 @@ both_backends!(deployment_concurrency_limits_who_may_start, |app: TestApp| async
     let body = json!({"name": "one-at-a-time", "flow_id": flow_id, "concurrency_limit": 1, "enforce_parameter_schema": false});
     let (status, dep) = app.post("/deployments/", body).await;
     assert_eq!(status, 201, "{dep}");
-    assert_eq!(dep["concurrency_limit"], 1);
+    assert_eq!(dep["global_concurrency_limit"]["limit"], 1);
     let id = dep["id"].as_str().unwrap();
     let mut runs = Vec::new();
     for _ in 0..2 {

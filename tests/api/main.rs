@@ -4,6 +4,7 @@
 mod helpers;
 
 mod bad_input;
+mod concurrency_limits;
 mod dashboard;
 mod deployments;
 mod events;

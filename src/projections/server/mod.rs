@@ -43,6 +43,8 @@ pub const TABLES: &[&str] = &[
     "variable",
     "flow_run_input",
     "saved_search",
+    "concurrency_limit_v2",
+    "concurrency_lease",
     "flow",
 ];
 
