@@ -275,7 +275,7 @@ mod tests {
     #[test]
     fn given_free_slots_when_acquiring_without_lease_then_the_counter_grows() {
         let l = limit("db", 3);
-        let out = decide_acquire(&[l.clone()], 2, Mode::Concurrency, false, t0(), w()).unwrap();
+        let out = decide_acquire(std::slice::from_ref(&l), 2, Mode::Concurrency, false, t0(), w()).unwrap();
         let Acquisition::Granted { updates } = out else { panic!("not granted") };
         assert_eq!(updates, vec![(l.id, Counters { active_slots: 2, denied_slots: 0, avg_slot_occupancy_seconds: 2.0 })]);
     }
