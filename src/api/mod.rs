@@ -4,6 +4,7 @@
 pub mod admin;
 mod automations;
 mod body;
+pub mod concurrency_limits;
 pub mod concurrency_limits_v2;
 pub mod deployments;
 pub mod error;
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .merge(logs::router())
         .merge(logs_download::router())
         .merge(events::router())
+        .merge(concurrency_limits::router())
         .merge(concurrency_limits_v2::router())
         .merge(deployments::router())
         .merge(work_pools::router())

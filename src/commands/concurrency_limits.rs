@@ -39,7 +39,7 @@ fn not_found() -> AppError {
     AppError::Detail(StatusCode::NOT_FOUND, "Concurrency Limit not found".into())
 }
 
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     crate::time::micros(Utc::now())
 }
 
@@ -132,7 +132,7 @@ impl LimitUpdate {
 }
 
 /// Prefect's `prefect.concurrency-limit.<action>` lifecycle event.
-fn limit_event(action: &str, id: Uuid, row: &Map<String, Value>, occurred: DateTime<Utc>) -> Value {
+pub(crate) fn limit_event(action: &str, id: Uuid, row: &Map<String, Value>, occurred: DateTime<Utc>) -> Value {
     let name = row.get("name").cloned().unwrap_or(Value::Null);
     json!({
         "id": Uuid::now_v7(),
@@ -151,7 +151,7 @@ fn limit_event(action: &str, id: Uuid, row: &Map<String, Value>, occurred: DateT
 
 // ----------------------------------------------------------- CRUD ---
 
-async fn lock_name(conn: &mut AnyConnection, dialect: Dialect, name: &str) -> ApiResult<()> {
+pub(crate) async fn lock_name(conn: &mut AnyConnection, dialect: Dialect, name: &str) -> ApiResult<()> {
     lock_key(conn, dialect, &format!("concurrency-limit-name:{name}")).await?;
     Ok(())
 }
@@ -167,23 +167,36 @@ pub async fn create(db: &Db, body: LimitCreate) -> ApiResult<Map<String, Value>>
             if limit_row(conn, dialect, &LimitRef::Name(body.name.clone())).await?.is_some() {
                 return Err(AppError::Conflict);
             }
-            let at = now();
-            let id = Uuid::now_v7();
-            let record = Map::from_iter([
-                ("name".into(), json!(body.name)),
-                ("limit".into(), json!(body.limit)),
-                ("active".into(), json!(body.active)),
-                ("active_slots".into(), json!(body.active_slots)),
-                ("denied_slots".into(), json!(body.denied_slots)),
-                ("slot_decay_per_second".into(), json!(body.slot_decay_per_second)),
-                ("avg_slot_occupancy_seconds".into(), json!(2.0)),
-            ]);
-            let event = limit_event("created", id, &record, at);
-            doc::create(conn, dialect, StreamType::ConcurrencyLimit, id, record, at, Some(event)).await?;
+            let id = insert_limit(conn, dialect, &body, now(), true).await?;
             limit_row(conn, dialect, &LimitRef::Id(id)).await?.ok_or_else(not_found)
         })
     })
     .await
+}
+
+/// Appends a new limit (the caller holds its name lock and checked the
+/// name is free), with Prefect's `created` feed event when `announce`.
+pub(crate) async fn insert_limit(conn: &mut AnyConnection, dialect: Dialect, body: &LimitCreate, at: DateTime<Utc>, announce: bool) -> ApiResult<Uuid> {
+    let id = Uuid::now_v7();
+    let record = Map::from_iter([
+        ("name".into(), json!(body.name)),
+        ("limit".into(), json!(body.limit)),
+        ("active".into(), json!(body.active)),
+        ("active_slots".into(), json!(body.active_slots)),
+        ("denied_slots".into(), json!(body.denied_slots)),
+        ("slot_decay_per_second".into(), json!(body.slot_decay_per_second)),
+        ("avg_slot_occupancy_seconds".into(), json!(2.0)),
+    ]);
+    let event = announce.then(|| limit_event("created", id, &record, at));
+    doc::create(conn, dialect, StreamType::ConcurrencyLimit, id, record, at, event).await?;
+    Ok(id)
+}
+
+impl LimitCreate {
+    /// A plain limit of `limit` slots.
+    pub fn named(name: String, limit: i64) -> LimitCreate {
+        LimitCreate { active: true, name, limit, active_slots: 0, denied_slots: 0, slot_decay_per_second: 0.0 }
+    }
 }
 
 /// Applies an update (404 when there is no such limit). Setting
@@ -265,18 +278,7 @@ pub async fn sync_deployment_limit(conn: &mut AnyConnection, dialect: Dialect, d
             lock_stream(conn, dialect, &StreamRef::new(StreamType::ConcurrencyLimit, id)).await?;
             doc::update(conn, dialect, StreamType::ConcurrencyLimit, id, Map::from_iter([("limit".into(), json!(limit))]), at, None).await
         }
-        (None, Some(limit)) => {
-            let record = Map::from_iter([
-                ("name".into(), json!(name)),
-                ("limit".into(), json!(limit)),
-                ("active".into(), json!(true)),
-                ("active_slots".into(), json!(0)),
-                ("denied_slots".into(), json!(0)),
-                ("slot_decay_per_second".into(), json!(0.0)),
-                ("avg_slot_occupancy_seconds".into(), json!(2.0)),
-            ]);
-            doc::create(conn, dialect, StreamType::ConcurrencyLimit, Uuid::now_v7(), record, at, None).await
-        }
+        (None, Some(limit)) => insert_limit(conn, dialect, &LimitCreate::named(name, limit), at, false).await.map(|_| ()),
     }
 }
 
@@ -389,7 +391,7 @@ pub async fn decrement(db: &Db, names: Vec<String>, slots: i64, occupancy_second
 
 // ------------------------------------------------------------ leases ---
 
-async fn create_lease(conn: &mut AnyConnection, dialect: Dialect, resource_ids: Vec<String>, slots: i64, holder: Value, seconds: f64, at: DateTime<Utc>) -> ApiResult<Uuid> {
+pub(crate) async fn create_lease(conn: &mut AnyConnection, dialect: Dialect, resource_ids: Vec<String>, slots: i64, holder: Value, seconds: f64, at: DateTime<Utc>) -> ApiResult<Uuid> {
     let id = Uuid::now_v7();
     let record = Map::from_iter([
         ("resource_ids".into(), json!(resource_ids)),
@@ -415,7 +417,7 @@ fn lease_limits(lease: &Map<String, Value>) -> Vec<Uuid> {
 
 /// Ends a lease: its row goes and each limit it held records the
 /// occupancy (Prefect's `decrement-with-lease` and the repossessor).
-async fn end_lease(conn: &mut AnyConnection, dialect: Dialect, lease: &Map<String, Value>, at: DateTime<Utc>, waits: WaitSettings) -> ApiResult<()> {
+pub(crate) async fn end_lease(conn: &mut AnyConnection, dialect: Dialect, lease: &Map<String, Value>, at: DateTime<Utc>, waits: WaitSettings) -> ApiResult<()> {
     let id = row_id(lease);
     let slots = lease.get("slots").and_then(Value::as_i64).unwrap_or(0);
     let created = lease.get("created").and_then(Value::as_str).and_then(crate::time::parse_ts).unwrap_or(at);
@@ -471,7 +473,7 @@ pub async fn renew_lease(db: &Db, lease_id: Uuid, seconds: f64) -> ApiResult<boo
 }
 
 /// Revokes every live lease on a limit (a reset of its `active_slots`).
-async fn revoke_leases_of(conn: &mut AnyConnection, dialect: Dialect, limit_id: Uuid, at: DateTime<Utc>) -> ApiResult<()> {
+pub(crate) async fn revoke_leases_of(conn: &mut AnyConnection, dialect: Dialect, limit_id: Uuid, at: DateTime<Utc>) -> ApiResult<()> {
     let sql = dialect.rewrite("SELECT id FROM concurrency_lease WHERE workspace_id = $1 AND resource_ids LIKE $2 ORDER BY id");
     let rows = sqlx::query(&sql).bind(ws()).bind(format!("%{limit_id}%")).fetch_all(&mut *conn).await?;
     for row in rows {

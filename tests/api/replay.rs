@@ -136,6 +136,22 @@ async fn varied_log(app: &TestApp) {
     let dropped = searches.as_array().unwrap().iter().find(|s| s["name"] == "dropped").unwrap()["id"].as_str().unwrap().to_owned();
     assert_eq!(app.delete_path(&format!("/saved_searches/{dropped}")).await, 204);
 
+    // Concurrency limits: a tag limit upserted, leases taken, renewed and
+    // ended, a deployment's own limit changed, one limit deleted.
+    assert_eq!(app.post("/concurrency_limits/", json!({"tag": "io", "concurrency_limit": 3})).await.0, 201);
+    assert_eq!(app.post("/concurrency_limits/", json!({"tag": "io", "concurrency_limit": 2})).await.0, 200);
+    let (_, v1) = app.post("/concurrency_limits/increment", json!({"names": ["io"], "task_run_id": uuid::Uuid::now_v7()})).await;
+    assert_eq!(v1[0]["name"], "io", "{v1}");
+    let (_, leased) = app.post("/v2/concurrency_limits/increment-with-lease", json!({"names": ["tag:io"], "slots": 1})).await;
+    let lease = leased["lease_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.post(&format!("/v2/concurrency_limits/leases/{lease}/renew"), json!({"lease_duration": 90})).await.0, 204);
+    assert_eq!(app.post("/v2/concurrency_limits/decrement-with-lease", json!({"lease_id": lease})).await.0, 204);
+    app.post("/v2/concurrency_limits/", json!({"name": "rl", "limit": 9, "slot_decay_per_second": 0.5})).await;
+    assert_eq!(app.post("/v2/concurrency_limits/increment", json!({"names": ["rl"], "slots": 2, "mode": "rate_limit"})).await.0, 200);
+    app.post("/v2/concurrency_limits/", json!({"name": "doomed", "limit": 1})).await;
+    assert_eq!(app.delete_path("/v2/concurrency_limits/doomed").await, 204);
+    assert_eq!(app.patch_json(&format!("/deployments/{}", deployments[1]), json!({"concurrency_limit": 4})).await, 204);
+
     // Deletes and their cascades: a task run, a flow run, a queue, a
     // deployment, a pool, a flow.
     let (_, trs) = app.post("/task_runs/filter", json!({"flow_runs": {"id": {"any_": [runs[3]]}}})).await;
@@ -156,7 +172,7 @@ both_backends!(the_set_based_rebuild_matches_the_live_model, |app: TestApp| asyn
     let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
     assert!(report.events > 100, "{}", report.events);
     assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
-    for table in ["flow_run_state", "task_run_state", "task_run_state_cache", "log", "deployment_schedule", "worker", "flow_run_input", "saved_search"] {
+    for table in ["flow_run_state", "task_run_state", "task_run_state_cache", "log", "deployment_schedule", "worker", "flow_run_input", "saved_search", "concurrency_limit_v2", "concurrency_lease"] {
         let t = report.after.iter().find(|t| t.table == table).unwrap();
         assert!(t.rows > 0, "{table} is empty: the log does not exercise it");
     }

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import httpx
 import pytest
@@ -132,3 +133,35 @@ def test_a_deployment_answers_its_own_limit(uid, sync_client):
     sync_client.delete_deployment(dep_id)
     with pytest.raises(ObjectNotFound):
         sync_client.read_global_concurrency_limit_by_name(f"deployment:{dep_id}")
+
+
+def test_tag_limits_v1_routes_and_context(uid, sync_client):
+    from prefect.concurrency.v1.sync import concurrency as v1_concurrency
+
+    tag = f"v1-{uid}"
+    limit_id = sync_client.create_concurrency_limit(tag=tag, concurrency_limit=2)
+    assert sync_client.create_concurrency_limit(tag=tag, concurrency_limit=1) == limit_id
+    read = sync_client.read_concurrency_limit_by_tag(tag)
+    assert (read.id, read.tag, read.concurrency_limit, read.active_slots) == (limit_id, tag, 1, [])
+    # The v1 limit is the v2 limit named tag:<tag>.
+    assert sync_client.read_global_concurrency_limit_by_name(f"tag:{tag}").id == limit_id
+
+    run_a, run_b = uuid.uuid4(), uuid.uuid4()
+    with v1_concurrency(tag, task_run_id=run_a):
+        assert sync_client.read_concurrency_limit_by_tag(tag).active_slots == [run_a]
+        with httpx.Client(base_url=sync_client.api_url) as http:
+            full = http.post("/concurrency_limits/increment", json={"names": [tag], "task_run_id": str(run_b)})
+        assert full.status_code == 423
+        assert full.json() == {"detail": f"Concurrency limit for the {tag} tag has been reached"}
+        assert float(full.headers["retry-after"]) == 10
+    assert sync_client.read_concurrency_limit_by_tag(tag).active_slots == []
+
+    sync_client.reset_concurrency_limit_by_tag(tag, slot_override=[run_b])
+    assert sync_client.read_concurrency_limit_by_tag(tag).active_slots == [run_b]
+    sync_client.reset_concurrency_limit_by_tag(tag)
+    assert sync_client.read_concurrency_limit_by_tag(tag).active_slots == []
+    assert tag in [cl.tag for cl in sync_client.read_concurrency_limits(limit=200, offset=0)]
+
+    sync_client.delete_concurrency_limit_by_tag(tag)
+    with pytest.raises(ObjectNotFound):
+        sync_client.read_concurrency_limit_by_tag(tag)
