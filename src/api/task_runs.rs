@@ -74,7 +74,7 @@ async fn set_state(State(state): State<AppState>, Path(id): Path<String>, body: 
     let id = path_id(&id)?;
     let body: SetTaskStateBody = parse_body(&body)?;
     let jitter = (uuid::Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0;
-    let o = cmd::set_task_run_state(&state.db, id, body, jitter).await?;
+    let o = cmd::set_task_run_state(&state.db, id, body, jitter, state.settings.services.concurrency_waits()).await?;
     let status = if o.written.is_some() { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(orchestration_result(o.returned_state.as_ref(), &o.status, &o.details))).into_response())
 }

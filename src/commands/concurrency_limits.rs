@@ -436,6 +436,25 @@ pub(crate) async fn end_lease(conn: &mut AnyConnection, dialect: Dialect, lease:
     doc::delete(conn, dialect, StreamType::ConcurrencyLease, id, at, None).await
 }
 
+/// Ends the leases `holder_id` (a task run) holds on any of `limit_ids`.
+pub(crate) async fn end_holder_leases(conn: &mut AnyConnection, dialect: Dialect, limit_ids: &[Uuid], holder_id: Uuid, at: DateTime<Utc>, waits: WaitSettings) -> ApiResult<()> {
+    let sql = dialect.rewrite("SELECT id FROM concurrency_lease WHERE workspace_id = $1 AND resource_ids LIKE $2 AND holder LIKE $3 ORDER BY id");
+    let mut leases: Vec<Uuid> = Vec::new();
+    for limit_id in limit_ids {
+        let found = sqlx::query(&sql).bind(ws()).bind(format!("%{limit_id}%")).bind(format!("%{holder_id}%")).fetch_all(&mut *conn).await?;
+        leases.extend(found.iter().filter_map(|r| r.try_get::<String, _>(0).ok()).filter_map(|s| Uuid::parse_str(&s).ok()));
+    }
+    leases.sort();
+    leases.dedup();
+    for lease_id in leases {
+        lock_stream(conn, dialect, &StreamRef::new(StreamType::ConcurrencyLease, lease_id)).await?;
+        if let Some(lease) = lease_row(conn, dialect, lease_id).await? {
+            end_lease(conn, dialect, &lease, at, waits).await?;
+        }
+    }
+    Ok(())
+}
+
 /// `/decrement-with-lease`: an unknown lease is already released.
 pub async fn release_lease(db: &Db, lease_id: Uuid, waits: WaitSettings) -> ApiResult<()> {
     let dialect = db.dialect;

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
-use super::concurrency_limits::{create_lease, end_lease, insert_limit, limit_event, lock_name, now, revoke_leases_of, LimitCreate};
+use super::concurrency_limits::{create_lease, end_holder_leases, insert_limit, limit_event, lock_name, now, revoke_leases_of, LimitCreate};
 use super::documents as doc;
 use super::write;
 use crate::api::error::{ApiResult, AppError};
@@ -19,9 +19,9 @@ use crate::orchestration::concurrency_limits::WaitSettings;
 use crate::server_model::concurrency_limits::{limit_row, limit_state, limits_named, row_id, LimitRef};
 
 /// Prefect's `V1_LEASE_TTL`.
-const V1_LEASE_SECONDS: f64 = 100.0 * 365.0 * 86400.0;
+pub const V1_LEASE_SECONDS: f64 = 100.0 * 365.0 * 86400.0;
 
-fn tag_name(tag: &str) -> String {
+pub fn tag_name(tag: &str) -> String {
     format!("tag:{tag}")
 }
 
@@ -193,34 +193,8 @@ pub async fn decrement(db: &Db, tags: Vec<String>, task_run_id: Uuid, waits: Wai
         Box::pin(async move {
             let names: Vec<String> = tags.iter().map(|t| tag_name(t)).collect();
             let rows = limits_named(conn, dialect, &names).await?;
-            let at = now();
-            let sql = dialect.rewrite("SELECT id FROM concurrency_lease WHERE workspace_id = $1 AND resource_ids LIKE $2 AND holder LIKE $3 ORDER BY id");
-            let mut leases: Vec<Uuid> = Vec::new();
-            for row in &rows {
-                let found = sqlx::query(&sql)
-                    .bind(DEFAULT_WORKSPACE.to_string())
-                    .bind(format!("%{}%", row_id(row)))
-                    .bind(format!("%{task_run_id}%"))
-                    .fetch_all(&mut *conn)
-                    .await?;
-                leases.extend(found.iter().filter_map(|r| r.try_get::<String, _>(0).ok()).filter_map(|s| Uuid::parse_str(&s).ok()));
-            }
-            leases.sort();
-            leases.dedup();
-            for lease_id in leases {
-                lock_stream(conn, dialect, &StreamRef::new(StreamType::ConcurrencyLease, lease_id)).await?;
-                let lease = crate::commands::documents::find(
-                    conn,
-                    dialect,
-                    &crate::server_model::documents::CONCURRENCY_LEASE,
-                    "t.id = $1",
-                    &[crate::db::Bind::Text(lease_id.to_string())],
-                )
-                .await?;
-                if let Some(lease) = lease {
-                    end_lease(conn, dialect, &lease, at, waits).await?;
-                }
-            }
+            let limit_ids: Vec<Uuid> = rows.iter().map(row_id).collect();
+            end_holder_leases(conn, dialect, &limit_ids, task_run_id, now(), waits).await?;
             Ok(rows.iter().map(crate::server_model::concurrency_limits::minimal).collect())
         })
     })

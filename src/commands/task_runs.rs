@@ -12,7 +12,10 @@ use super::{record, write};
 use crate::api::error::{ApiResult, AppError};
 use crate::db::{Db, Dialect};
 use crate::eventlog::{lock_key, lock_stream, ExpectedVersion, NewEvent, StreamRef, StreamType, DEFAULT_WORKSPACE};
-use crate::orchestration::outcome::ProposedState;
+use super::concurrency_limits::{create_lease, end_holder_leases};
+use super::tag_concurrency_limits::{tag_name, V1_LEASE_SECONDS};
+use crate::orchestration::concurrency_limits::{decide_task_slots, TaskSlots, WaitSettings};
+use crate::orchestration::outcome::{Details, ProposedState, Status};
 use crate::orchestration::states::{State, StateType, TaskRunPolicy};
 use crate::orchestration::task_policy::{
     decide_task_transition, subflow_parent_task_state, ParentFlowRun, TaskRunSnapshot, TaskTransitionInput,
@@ -22,6 +25,7 @@ use crate::server_events::{
     task_run_state_event_type, RowUpdated, RunBookkeeping, StateSet, TaskRunCreated, TaskRunRecord, TASK_RUN_CREATED,
     TASK_RUN_DELETED, TASK_RUN_UPDATED,
 };
+use crate::server_model::concurrency_limits::{limit_row, limit_state, limits_named, row_id, LimitRef};
 use crate::server_model::states::state_from_row;
 use crate::server_model::task_runs::{read_task_run_row, snapshot_from_row};
 use crate::time::{fmt_ts, micros, parse_ts};
@@ -264,7 +268,7 @@ async fn cached_state(conn: &mut AnyConnection, dialect: Dialect, proposed: &Pro
     Ok(row.and_then(|r| state_from_row(&r, "")))
 }
 
-pub async fn set_task_run_state(db: &Db, id: Uuid, body: SetTaskStateBody, jitter_sample: f64) -> ApiResult<TaskTransitionOutcome> {
+pub async fn set_task_run_state(db: &Db, id: Uuid, body: SetTaskStateBody, jitter_sample: f64, waits: WaitSettings) -> ApiResult<TaskTransitionOutcome> {
     let dialect = db.dialect;
     write(db, move |conn| {
         let body = body.clone();
@@ -282,6 +286,8 @@ pub async fn set_task_run_state(db: &Db, id: Uuid, body: SetTaskStateBody, jitte
             let cached = cached_state(conn, dialect, &body.state, now).await?;
             let initial = snapshot.state.clone();
             let flow_run_id = snapshot.flow_run_id;
+            let before = snapshot.clone();
+            let core_policy = !body.force && body.state.state_details.deferred != Some(true);
             let outcome = decide_task_transition(TaskTransitionInput {
                 run: snapshot,
                 proposed: body.state,
@@ -292,13 +298,52 @@ pub async fn set_task_run_state(db: &Db, id: Uuid, body: SetTaskStateBody, jitte
                 cached_state: cached,
                 jitter_sample,
             });
+            let tag_names: Vec<String> = tags.as_array().into_iter().flatten().filter_map(Value::as_str).map(tag_name).collect();
+            let limits = limits_named(conn, dialect, &tag_names).await?;
+            let starts_running = outcome.written.as_ref().is_some_and(|s| s.state_type == StateType::Running);
+            let mut acquired = Vec::new();
+            if core_policy && starts_running && !limits.is_empty() {
+                match tag_slots(conn, dialect, &limits, now, waits, jitter_sample).await? {
+                    TaskSlots::Free => {}
+                    TaskSlots::Acquire(ids) => acquired = ids,
+                    TaskSlots::Abort(reason) => return Ok(refused(before, Status::Abort, Details::Abort { reason })),
+                    TaskSlots::Wait { delay_seconds, reason } => return Ok(refused(before, Status::Wait, Details::Wait { delay_seconds, reason })),
+                }
+            }
             // `Any`, not the row's version: client events may have advanced
             // the stream without touching the row (an older state arriving late).
             record_transition(conn, dialect, id, &name, flow_run_id, &tags, ExpectedVersion::Any, initial.as_ref(), &outcome).await?;
+            // ReleaseTaskConcurrencySlots, then the new slots' lease.
+            let leaves_running = outcome.written.as_ref().is_some_and(|s| !matches!(s.state_type, StateType::Running | StateType::Cancelling));
+            if leaves_running && !limits.is_empty() {
+                let ids: Vec<Uuid> = limits.iter().map(row_id).collect();
+                end_holder_leases(conn, dialect, &ids, id, now, waits).await?;
+            }
+            if !acquired.is_empty() {
+                let resources = acquired.iter().map(Uuid::to_string).collect();
+                create_lease(conn, dialect, resources, 1, json!({"type": "task_run", "id": id}), V1_LEASE_SECONDS, now).await?;
+            }
             Ok(outcome)
         })
     })
     .await
+}
+
+/// The tag limits locked and read, then `SecureTaskConcurrencySlots`.
+async fn tag_slots(conn: &mut AnyConnection, dialect: Dialect, limits: &[Map<String, Value>], now: DateTime<Utc>, waits: WaitSettings, u: f64) -> ApiResult<TaskSlots> {
+    let mut states = Vec::with_capacity(limits.len());
+    for row in limits {
+        lock_stream(conn, dialect, &StreamRef::new(StreamType::ConcurrencyLimit, row_id(row))).await?;
+        let Some(row) = limit_row(conn, dialect, &LimitRef::Id(row_id(row))).await? else { continue };
+        states.push(limit_state(conn, dialect, &row, now, None).await?);
+    }
+    Ok(decide_task_slots(&states, now, waits, u))
+}
+
+/// A WAIT or ABORT from the tag limits: nothing is written.
+fn refused(run: TaskRunSnapshot, status: Status, details: Details) -> TaskTransitionOutcome {
+    let returned_state = run.state.clone();
+    TaskTransitionOutcome { status, details, written: None, run, returned_state, cache_insert: None }
 }
 
 /// Force-sets a copy of a subflow's new state on its parent task run.

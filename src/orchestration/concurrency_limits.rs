@@ -228,6 +228,42 @@ pub fn decide_release(limit: &LimitState, slots: i64, occupancy_seconds: Option<
     }
 }
 
+/// What `SecureTaskConcurrencySlots` decides for a task run proposing
+/// RUNNING, given the `tag:*` limits of its tags.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskSlots {
+    /// No active limit applies.
+    Free,
+    /// Take one slot of each of these limits (under one lease).
+    Acquire(Vec<Uuid>),
+    Abort(String),
+    Wait { delay_seconds: i64, reason: String },
+}
+
+/// Prefect's `SecureTaskConcurrencySlots` for v2 tag limits: a limit of 0
+/// would deadlock (ABORT); a full limit makes the task WAIT about the
+/// average occupancy of the most contended one, capped at the tag wait.
+/// `u` is the uniform draw for the jitter.
+pub fn decide_task_slots(limits: &[LimitState], now: DateTime<Utc>, waits: WaitSettings, u: f64) -> TaskSlots {
+    let tag = |l: &LimitState| l.name.trim_start_matches("tag:").to_owned();
+    if let Some(zero) = limits.iter().find(|l| l.active && l.limit == 0) {
+        return TaskSlots::Abort(format!("The concurrency limit on tag \"{}\" is 0 and will deadlock if the task tries to run again.", tag(zero)));
+    }
+    let active: Vec<&LimitState> = limits.iter().filter(|l| l.active && l.limit > 0).collect();
+    if active.is_empty() {
+        return TaskSlots::Free;
+    }
+    if active.iter().all(|l| l.occupied(now) < l.limit) {
+        return TaskSlots::Acquire(active.iter().map(|l| l.id).collect());
+    }
+    let load = |l: &&LimitState| l.occupied(now) as f64 / l.limit as f64;
+    let blocking = active.iter().max_by(|a, b| load(a).total_cmp(&load(b))).copied().unwrap_or(active[0]);
+    let occupancy = if blocking.avg_slot_occupancy_seconds > 0.0 { blocking.avg_slot_occupancy_seconds } else { waits.tag_max_wait };
+    let delay = clamped_poisson_interval(occupancy.min(waits.tag_max_wait), u);
+    let tags: Vec<String> = active.iter().map(|l| tag(l)).collect();
+    TaskSlots::Wait { delay_seconds: delay.round() as i64, reason: format!("Concurrency limit reached for tags: {}", tags.join(", ")) }
+}
+
 /// Prefect's `clamped_poisson_interval` (clamping factor 0.3) with the
 /// uniform draw `u` in [0, 1) passed in: an exponential variate around
 /// `average_interval`, bounded so its mean stays about the average.
@@ -375,6 +411,26 @@ mod tests {
         let leased = decide_release(&l, 1, Some(10.0), true, t0(), w());
         assert_eq!(leased.active_slots, 2);
         assert_eq!(decide_release(&l, 5, None, false, t0(), w()).active_slots, 0, "never below zero");
+    }
+
+    #[test]
+    fn given_tag_limits_when_a_task_asks_to_run_then_it_acquires_waits_or_aborts() {
+        let mut free = limit("tag:a", 2);
+        free.held = 1;
+        let mut full = limit("tag:bb", 1);
+        full.held = 1;
+        full.avg_slot_occupancy_seconds = 4.0;
+        assert_eq!(decide_task_slots(std::slice::from_ref(&free), t0(), w(), 0.5), TaskSlots::Acquire(vec![free.id]));
+        let TaskSlots::Wait { delay_seconds, reason } = decide_task_slots(&[free.clone(), full.clone()], t0(), w(), 0.5) else { panic!() };
+        assert_eq!(reason, "Concurrency limit reached for tags: a, bb");
+        assert!((3..=6).contains(&delay_seconds), "{delay_seconds}");
+        let zero = limit("tag:z", 0);
+        assert_eq!(
+            decide_task_slots(&[free.clone(), zero], t0(), w(), 0.5),
+            TaskSlots::Abort("The concurrency limit on tag \"z\" is 0 and will deadlock if the task tries to run again.".into())
+        );
+        full.active = false;
+        assert_eq!(decide_task_slots(&[full], t0(), w(), 0.5), TaskSlots::Free);
     }
 
     #[test]

@@ -176,3 +176,41 @@ both_backends!(a_deployment_limit_follows_its_runs_and_its_deployment, |app: Tes
     let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
     assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
 });
+
+both_backends!(task_runs_take_tag_slots_through_set_state, |app: TestApp| async move {
+    app.post("/concurrency_limits/", json!({"tag": "gpu", "concurrency_limit": 1})).await;
+    let flow_id = app.create_flow("tagged").await;
+    let run = app.create_flow_run(&flow_id).await;
+    let run_id = run["id"].as_str().unwrap();
+    app.set_state(run_id, "RUNNING", false).await;
+    let mut tasks = Vec::new();
+    for key in ["a", "b"] {
+        let (_, tr) = app.post("/task_runs/", json!({"flow_run_id": run_id, "task_key": key, "dynamic_key": "0", "tags": ["gpu", "other"]})).await;
+        tasks.push(tr["id"].as_str().unwrap().to_owned());
+    }
+    let propose = |state: &str| json!({"state": {"type": state}});
+    let (_, first) = app.post(&format!("/task_runs/{}/set_state", tasks[0]), propose("RUNNING")).await;
+    assert_eq!(first["status"], "ACCEPT", "{first}");
+    let (_, v1) = app.get("/concurrency_limits/tag/gpu").await;
+    assert_eq!(v1["active_slots"], json!([tasks[0]]));
+
+    let (_, second) = app.post(&format!("/task_runs/{}/set_state", tasks[1]), propose("RUNNING")).await;
+    assert_eq!((second["status"].clone(), second["details"]["reason"].clone()), (json!("WAIT"), json!("Concurrency limit reached for tags: gpu")), "{second}");
+    let (_, waiting) = app.get(&format!("/task_runs/{}", tasks[1])).await;
+    assert_ne!(waiting["state_type"], "RUNNING", "a WAIT writes nothing: {waiting}");
+
+    let (_, done) = app.post(&format!("/task_runs/{}/set_state", tasks[0]), propose("COMPLETED")).await;
+    assert_eq!(done["status"], "ACCEPT");
+    assert_eq!(app.limit("tag:gpu").await["active_slots"], 0, "leaving RUNNING releases the slot");
+    let (_, retried) = app.post(&format!("/task_runs/{}/set_state", tasks[1]), propose("RUNNING")).await;
+    assert_eq!(retried["status"], "ACCEPT", "{retried}");
+
+    app.post("/concurrency_limits/", json!({"tag": "other", "concurrency_limit": 0})).await;
+    let (_, tr) = app.post("/task_runs/", json!({"flow_run_id": run_id, "task_key": "c", "dynamic_key": "0", "tags": ["other"]})).await;
+    let (_, aborted) = app.post(&format!("/task_runs/{}/set_state", tr["id"].as_str().unwrap()), propose("RUNNING")).await;
+    assert_eq!(aborted["status"], "ABORT", "{aborted}");
+    assert_eq!(aborted["details"]["reason"], "The concurrency limit on tag \"other\" is 0 and will deadlock if the task tries to run again.");
+
+    let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
+    assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
+});
