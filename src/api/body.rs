@@ -174,6 +174,16 @@ impl Fields {
     }
 }
 
+/// The `limit` (0..=`max`, default `max`) and `offset` (default 0) body
+/// fields of the simple `/filter` routes.
+pub fn limit_offset(bytes: &[u8], max: i64) -> Result<(i64, i64), AppError> {
+    let mut fields = Fields::parse(bytes)?;
+    let limit = fields.int("limit", max, Some(0), Some(max)).unwrap_or(max);
+    let offset = fields.int("offset", 0, Some(0), None).unwrap_or(0);
+    fields.check()?;
+    Ok((limit, offset))
+}
+
 /// Prefect's `BULK_OPERATION_LIMIT` (flows and flow runs).
 pub const BULK_OPERATION_LIMIT: i64 = 50;
 

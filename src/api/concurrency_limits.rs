@@ -11,13 +11,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::body::Fields;
+use super::body::{limit_offset, Fields};
 use super::error::{ApiResult, AppError};
 use super::json::{path_id, AppJson};
 use super::AppState;
 use crate::commands::tag_concurrency_limits::{self as cmd, by_tag, not_found, tag_limit, v1_json};
-use crate::server_model::concurrency_limits::LimitRef;
-use crate::server_model::documents::CONCURRENCY_LIMIT;
+use crate::server_model::concurrency_limits::{list, LimitRef};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -61,20 +60,12 @@ async fn read_by_tag(State(state): State<AppState>, Path(tag): Path<String>) -> 
 
 /// Tag limits by tag, `limit` (up to the server's default) and `offset`.
 async fn filter(State(state): State<AppState>, body: axum::body::Bytes) -> ApiResult<Json<Vec<Value>>> {
-    let mut fields = Fields::parse(&body)?;
-    let max = state.settings.default_limit;
-    let limit = fields.int("limit", max, Some(0), Some(max)).unwrap_or(max);
-    let offset = fields.int("offset", 0, Some(0), None).unwrap_or(0);
-    fields.check()?;
-    let sql = state.db.q(&format!(
-        "SELECT {} FROM concurrency_limit_v2 t WHERE t.workspace_id = $1 AND t.name LIKE 'tag:%' ORDER BY t.name LIMIT $2 OFFSET $3",
-        CONCURRENCY_LIMIT.select_list("t")
-    ));
+    let (limit, offset) = limit_offset(&body, state.settings.default_limit)?;
     let mut conn = state.db.reader().acquire().await?;
-    let rows = sqlx::query(&sql).bind(super::workspace()).bind(limit).bind(offset).fetch_all(&mut *conn).await?;
+    let rows = list(&mut conn, state.db.dialect, true, limit, offset).await?;
     let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        out.push(v1_json(&mut conn, state.db.dialect, &CONCURRENCY_LIMIT.row_json(r)).await?);
+    for row in &rows {
+        out.push(v1_json(&mut conn, state.db.dialect, row).await?);
     }
     Ok(Json(out))
 }

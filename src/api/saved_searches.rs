@@ -42,11 +42,7 @@ async fn read(State(state): State<AppState>, Path(id): Path<String>) -> ApiResul
 
 /// `limit` (up to the server's default limit) and `offset`, by name.
 async fn filter(State(state): State<AppState>, body: axum::body::Bytes) -> ApiResult<Json<Vec<Value>>> {
-    let mut fields = super::body::Fields::parse(&body)?;
-    let max = state.settings.default_limit;
-    let limit = fields.int("limit", max, Some(0), Some(max)).unwrap_or(max);
-    let offset = fields.int("offset", 0, Some(0), None).unwrap_or(0);
-    fields.check()?;
+    let (limit, offset) = super::body::limit_offset(&body, state.settings.default_limit)?;
     let sql = state.db.q(&format!("SELECT {} FROM saved_search t WHERE t.workspace_id = $1 ORDER BY t.name LIMIT $2 OFFSET $3", SAVED_SEARCH.select_list("t")));
     let rows = sqlx::query(&sql).bind(super::workspace()).bind(limit).bind(offset).fetch_all(state.db.reader()).await?;
     Ok(Json(rows.iter().map(|r| Value::Object(SAVED_SEARCH.row_json(r))).collect()))

@@ -16,7 +16,7 @@ use crate::api::error::{ApiResult, AppError};
 use crate::db::{Db, Dialect};
 use crate::eventlog::{lock_stream, StreamRef, StreamType, DEFAULT_WORKSPACE};
 use crate::orchestration::concurrency_limits::WaitSettings;
-use crate::server_model::concurrency_limits::{limit_row, limit_state, limits_named, row_id, LimitRef};
+use crate::server_model::concurrency_limits::{limit_row, limit_state, limits_for_tags, limits_named, row_id, LimitRef};
 
 /// Prefect's `V1_LEASE_TTL`.
 pub const V1_LEASE_SECONDS: f64 = 100.0 * 365.0 * 86400.0;
@@ -151,8 +151,7 @@ pub async fn increment(db: &Db, tags: Vec<String>, task_run_id: Uuid) -> ApiResu
     write(db, move |conn| {
         let tags = tags.clone();
         Box::pin(async move {
-            let names: Vec<String> = tags.iter().map(|t| tag_name(t)).collect();
-            let rows = limits_named(conn, dialect, &names).await?;
+            let rows = limits_for_tags(conn, dialect, &tags).await?;
             for row in &rows {
                 lock_stream(conn, dialect, &StreamRef::new(StreamType::ConcurrencyLimit, row_id(row))).await?;
             }
@@ -191,8 +190,7 @@ pub async fn decrement(db: &Db, tags: Vec<String>, task_run_id: Uuid, waits: Wai
     write(db, move |conn| {
         let tags = tags.clone();
         Box::pin(async move {
-            let names: Vec<String> = tags.iter().map(|t| tag_name(t)).collect();
-            let rows = limits_named(conn, dialect, &names).await?;
+            let rows = limits_for_tags(conn, dialect, &tags).await?;
             let limit_ids: Vec<Uuid> = rows.iter().map(row_id).collect();
             end_holder_leases(conn, dialect, &limit_ids, task_run_id, now(), waits).await?;
             Ok(rows.iter().map(crate::server_model::concurrency_limits::minimal).collect())

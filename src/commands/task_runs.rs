@@ -13,7 +13,7 @@ use crate::api::error::{ApiResult, AppError};
 use crate::db::{Db, Dialect};
 use crate::eventlog::{lock_key, lock_stream, ExpectedVersion, NewEvent, StreamRef, StreamType, DEFAULT_WORKSPACE};
 use super::concurrency_limits::{create_lease, end_holder_leases};
-use super::tag_concurrency_limits::{tag_name, V1_LEASE_SECONDS};
+use super::tag_concurrency_limits::V1_LEASE_SECONDS;
 use crate::orchestration::concurrency_limits::{decide_task_slots, TaskSlots, WaitSettings};
 use crate::orchestration::outcome::{Details, ProposedState, Status};
 use crate::orchestration::states::{State, StateType, TaskRunPolicy};
@@ -25,7 +25,7 @@ use crate::server_events::{
     task_run_state_event_type, RowUpdated, RunBookkeeping, StateSet, TaskRunCreated, TaskRunRecord, TASK_RUN_CREATED,
     TASK_RUN_DELETED, TASK_RUN_UPDATED,
 };
-use crate::server_model::concurrency_limits::{limit_row, limit_state, limits_named, row_id, LimitRef};
+use crate::server_model::concurrency_limits::{limit_row, limit_state, limits_for_tags, row_id, LimitRef};
 use crate::server_model::states::state_from_row;
 use crate::server_model::task_runs::{read_task_run_row, snapshot_from_row};
 use crate::time::{fmt_ts, micros, parse_ts};
@@ -298,8 +298,8 @@ pub async fn set_task_run_state(db: &Db, id: Uuid, body: SetTaskStateBody, jitte
                 cached_state: cached,
                 jitter_sample,
             });
-            let tag_names: Vec<String> = tags.as_array().into_iter().flatten().filter_map(Value::as_str).map(tag_name).collect();
-            let limits = limits_named(conn, dialect, &tag_names).await?;
+            let tag_list: Vec<String> = tags.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect();
+            let limits = limits_for_tags(conn, dialect, &tag_list).await?;
             let starts_running = outcome.written.as_ref().is_some_and(|s| s.state_type == StateType::Running);
             let mut acquired = Vec::new();
             if core_policy && starts_running && !limits.is_empty() {

@@ -56,6 +56,23 @@ pub async fn limits_named(conn: &mut AnyConnection, dialect: Dialect, names: &[S
     select_docs(conn, dialect, &CONCURRENCY_LIMIT, &cond, "t.id", &binds).await
 }
 
+/// The `tag:<tag>` limits of these tags, in id order.
+pub async fn limits_for_tags(conn: &mut AnyConnection, dialect: Dialect, tags: &[String]) -> Result<Vec<Map<String, Value>>, sqlx::Error> {
+    let names: Vec<String> = tags.iter().map(|t| format!("tag:{t}")).collect();
+    limits_named(conn, dialect, &names).await
+}
+
+/// One page of limits by name; only the `tag:*` ones when `tags_only`.
+pub async fn list(conn: &mut AnyConnection, dialect: Dialect, tags_only: bool, limit: i64, offset: i64) -> Result<Vec<Map<String, Value>>, sqlx::Error> {
+    let only = if tags_only { " AND t.name LIKE 'tag:%'" } else { "" };
+    let sql = dialect.rewrite(&format!(
+        "SELECT {} FROM concurrency_limit_v2 t WHERE t.workspace_id = $1{only} ORDER BY t.name LIMIT $2 OFFSET $3",
+        CONCURRENCY_LIMIT.select_list("t")
+    ));
+    let rows = sqlx::query(&sql).bind(ws()).bind(limit).bind(offset).fetch_all(&mut *conn).await?;
+    Ok(rows.iter().map(|r| CONCURRENCY_LIMIT.row_json(r)).collect())
+}
+
 /// A row's id (rows come from the table, so it is always a uuid).
 pub fn row_id(row: &Map<String, Value>) -> Uuid {
     row.get("id").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok()).unwrap_or_default()
