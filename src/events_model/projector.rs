@@ -178,17 +178,71 @@ pub async fn project_batch(db: &Db, limit: i64) -> Result<usize, sqlx::Error> {
     project_batch_for(db, limit, None).await
 }
 
+/// The log entries after `after`, read on a reader connection while the
+/// projector is still writing the batch that ends there.
+///
+/// Entries come back in log order and only up to the oldest transaction
+/// still in flight (`read_after`), so what a read returns is always a prefix
+/// of what any later read from the same cursor returns: using it in the
+/// next batch skips nothing. It is used only if the checkpoint is still at
+/// `after` when that batch starts.
+pub struct ReadAhead {
+    after: Cursor,
+    handle: tokio::task::JoinHandle<Result<Vec<RecordedEvent>, sqlx::Error>>,
+}
+
+impl ReadAhead {
+    fn start(db: &Db, after: Cursor, limit: i64) -> ReadAhead {
+        let db = db.clone();
+        let handle = tokio::spawn(async move {
+            let mut conn = db.reader().acquire().await?;
+            read_after(&mut conn, db.dialect, after, limit).await
+        });
+        ReadAhead { after, handle }
+    }
+
+    /// The entries, if this read starts at `cursor` and found some.
+    async fn take(self, cursor: Cursor) -> Option<Vec<RecordedEvent>> {
+        if self.after != cursor {
+            self.handle.abort();
+            return None;
+        }
+        match self.handle.await {
+            Ok(Ok(batch)) if !batch.is_empty() => Some(batch),
+            _ => None,
+        }
+    }
+}
+
 /// [`project_batch`], keeping the committed batch's Prefect events in
 /// `recent` for this process's relay.
 pub async fn project_batch_for(db: &Db, limit: i64, recent: Option<&RecentBatches>) -> Result<usize, sqlx::Error> {
+    project_batch_ahead(db, limit, recent, &mut None).await
+}
+
+/// [`project_batch_for`] for a follower that keeps going: uses the batch
+/// `ahead` read (when it starts where the checkpoint is) and, after a full
+/// batch, starts reading the next one while this one is written, so reading
+/// the log overlaps the writes instead of adding to them.
+pub async fn project_batch_ahead(db: &Db, limit: i64, recent: Option<&RecentBatches>, ahead: &mut Option<ReadAhead>) -> Result<usize, sqlx::Error> {
     let mut tx = db.begin_write().await?;
     let cursor = load_checkpoint(&mut tx, db.dialect, CHECKPOINT).await?;
-    let batch = read_after(&mut tx, db.dialect, cursor, limit).await?;
+    let prefetched = match ahead.take() {
+        Some(read) => read.take(cursor).await,
+        None => None,
+    };
+    let batch = match prefetched {
+        Some(batch) => batch,
+        None => read_after(&mut tx, db.dialect, cursor, limit).await?,
+    };
     let Some(last) = batch.last() else {
         tx.rollback().await?;
         return Ok(0);
     };
     let last = Cursor { tx_id: last.tx_id, position: last.position };
+    if batch.len() as i64 == limit {
+        *ahead = Some(ReadAhead::start(db, last, limit));
+    }
     let mut sources: Vec<&RecordedEvent> = Vec::with_capacity(batch.len());
     let events: Vec<(String, i64, Value)> = batch
         .iter()

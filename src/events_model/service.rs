@@ -18,12 +18,13 @@ const BATCH: i64 = 1000;
 /// Runs the projector until the task is dropped; signals `projected` after
 /// every batch.
 pub async fn run_projector(db: Db, projected: Arc<Notify>, recent: Arc<RecentBatches>) {
+    let mut ahead = None;
     loop {
         // Registered before the batch, so a commit during it is not missed.
         let notified = db.appended.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match projector::project_batch_for(&db, BATCH, Some(&recent)).await {
+        match projector::project_batch_ahead(&db, BATCH, Some(&recent), &mut ahead).await {
             Ok(n) if n > 0 => {
                 projected.notify_waiters();
                 if n as i64 == BATCH {

@@ -130,3 +130,37 @@ both_backends!(one_batch_over_many_streams_keeps_each_stream_gapless, |app: Test
     let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
     assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
 });
+
+both_backends!(the_projector_stores_every_event_of_concurrent_writers_once, |app: TestApp| async move {
+    // Several writers commit in parallel while the projector reads ahead
+    // of its own writes: every event must still be stored, exactly once.
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let (writers, batches, per_batch) = (6, 5, 400);
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let (client, url, tag) = (app.client.clone(), app.url("/events"), tag.clone());
+        tasks.push(tokio::spawn(async move {
+            for b in 0..batches {
+                let batch: Vec<Value> = (0..per_batch)
+                    .map(|i| json!({"occurred": "2026-11-23T07:58:36Z", "event": format!("load.{tag}"), "resource": {"prefect.resource.id": format!("load.{w}.{b}.{i}")}, "id": uuid::Uuid::now_v7()}))
+                    .collect();
+                let status = client.post(&url).json(&batch).send().await.unwrap().status();
+                assert_eq!(status.as_u16(), 204);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let want = (writers * batches * per_batch) as i64;
+    use sqlx::Row;
+    let sql = app.db.q("SELECT COUNT(*), COUNT(DISTINCT resource_id) FROM events WHERE event = $1");
+    let (rows, distinct) = app
+        .wait_for("every event to be projected", || async {
+            let row = sqlx::query(&sql).bind(format!("load.{tag}")).fetch_one(app.db.reader()).await.unwrap();
+            let counts: (i64, i64) = (row.try_get(0).unwrap(), row.try_get(1).unwrap());
+            (counts.0 >= want).then_some(counts)
+        })
+        .await;
+    assert_eq!((rows, distinct), (want, want));
+});
