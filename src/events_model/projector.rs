@@ -141,6 +141,32 @@ pub async fn store_all(conn: &mut AnyConnection, dialect: Dialect, events: &[(St
     Ok(stored.len())
 }
 
+/// Batches at least this large are written in two halves at once on Postgres.
+const SPLIT_AT: usize = 200;
+
+/// Writes a batch's events inside the checkpoint transaction `tx`. On
+/// Postgres a large batch is split: `tx` writes one half while a second
+/// transaction writes and commits the other, so two backends share the
+/// index work. Storing is idempotent by event id, so if `tx` fails after
+/// the other half committed, projecting the batch again finds that half
+/// already stored and moves on.
+async fn store_batch(db: &Db, tx: &mut AnyConnection, events: &[(String, i64, Value)]) -> Result<(), sqlx::Error> {
+    if db.dialect != Dialect::Postgres || events.len() < SPLIT_AT {
+        return store_all(tx, db.dialect, events).await.map(|_| ());
+    }
+    // An id in both halves would make the two transactions wait on each other.
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<(String, i64, Value)> = events.iter().filter(|(_, _, e)| seen.insert(e.get("id").cloned())).cloned().collect();
+    let (first, second) = unique.split_at(unique.len() / 2);
+    let other = async {
+        let mut other_tx = db.begin_write().await?;
+        store_all(&mut other_tx, db.dialect, second).await?;
+        other_tx.commit().await
+    };
+    let (mine, theirs) = tokio::join!(store_all(tx, db.dialect, first), other);
+    mine.map(|_| ()).and(theirs)
+}
+
 /// Reads a follower's checkpoint (creating it at the start of the log).
 /// On Postgres the row is locked for the transaction, fencing off a second
 /// instance of the same follower. The row exists after the first call, so
@@ -252,7 +278,7 @@ pub async fn project_batch_ahead(db: &Db, limit: i64, recent: Option<&RecentBatc
             Some((ev.workspace_id.to_string(), ev.position, e))
         })
         .collect();
-    store_all(&mut tx, db.dialect, &events).await?;
+    store_batch(db, &mut tx, &events).await?;
     save_checkpoint(&mut tx, db.dialect, CHECKPOINT, last).await?;
     tx.commit().await?;
     tracing::debug!(events = batch.len(), position = last.position, "events projector batch");
