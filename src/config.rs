@@ -91,6 +91,10 @@ pub struct Settings {
     /// `PREFECT_SERVER_API_DEFAULT_LIMIT` (default 200): the largest `limit` a
     /// filter route accepts.
     pub default_limit: i64,
+    /// `PREFECT_API_MAX_FLOW_RUN_GRAPH_NODES` (alias
+    /// `PREFECT_SERVER_FLOW_RUN_GRAPH_MAX_NODES`; default 10,000): a larger run
+    /// graph is refused with 400.
+    pub max_flow_run_graph_nodes: usize,
     /// `PREFECT_SERVER_API_MAX_BODY_BYTES` (default 10 MiB): larger request
     /// bodies are refused with 413 before they are read.
     pub max_body_bytes: usize,
@@ -184,6 +188,10 @@ impl Settings {
             log_level,
             default_limit,
             max_body_bytes: parse_var(&get, "PREFECT_SERVER_API_MAX_BODY_BYTES", "10485760")?,
+            max_flow_run_graph_nodes: match get("PREFECT_SERVER_FLOW_RUN_GRAPH_MAX_NODES") {
+                Some(_) => parse_var(&get, "PREFECT_SERVER_FLOW_RUN_GRAPH_MAX_NODES", "10000")?,
+                None => parse_var(&get, "PREFECT_API_MAX_FLOW_RUN_GRAPH_NODES", "10000")?,
+            },
             max_event_bytes,
             pool_size: parse_var(&get, "PREFECT_API_DATABASE_POOL_SIZE", "10")?,
             broker,

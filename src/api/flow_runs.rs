@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/flow_runs/{id}", get(read).patch(update).delete(delete))
         .route("/flow_runs/{id}/set_state", post(set_state))
         .route("/flow_runs/{id}/resume", post(resume))
+        .route("/flow_runs/{id}/graph-v2", get(graph_v2))
         .route("/flow_runs/{id}/labels", patch(update_labels))
 }
 
@@ -207,4 +208,48 @@ async fn paginate_runs(State(state): State<AppState>, AppJson(body): AppJson<Map
     let rows = super::fetch(&state.db, &sql).await?;
     let now = Utc::now();
     Ok(Json(paginate::page(rows.iter().map(|r| flow_run_json(r, now)).collect(), count, limit, page)))
+}
+
+#[derive(serde::Deserialize)]
+struct GraphQuery {
+    since: Option<String>,
+}
+
+/// `GET /flow_runs/{id}/graph-v2`: the run's task and subflow runs as
+/// Prefect's `Graph` (`server_model::flow_run_graph`).
+async fn graph_v2(State(state): State<AppState>, Path(id): Path<String>, axum::extract::Query(q): axum::extract::Query<GraphQuery>) -> ApiResult<Response> {
+    use crate::server_model::flow_run_graph::{build_nodes, load_rows, load_states, node_json, TooLarge};
+    let id = path_id(&id)?.to_string();
+    let since = match q.since.as_deref() {
+        None => String::new(),
+        Some(raw) => crate::time::parse_lax_datetime(raw)
+            .map(crate::time::fmt_ts)
+            .ok_or_else(|| AppError::invalid(&["query", "since"], "Input should be a valid datetime", json!(raw)))?,
+    };
+    let dialect = state.db.dialect;
+    let mut conn = state.db.reader().acquire().await?;
+    let run = sqlx::query(&dialect.rewrite("SELECT start_time, expected_start_time, end_time FROM flow_run WHERE id = $1"))
+        .bind(id.clone())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(run) = run else {
+        let body = json!({"exception_message": format!("Flow run {id} not found")});
+        return Ok((StatusCode::NOT_FOUND, Json(body)).into_response());
+    };
+    let col = |name: &str| sqlx::Row::try_get::<Option<String>, _>(&run, name).ok().flatten();
+    let max = state.settings.max_flow_run_graph_nodes;
+    let nodes = match build_nodes(load_rows(&mut conn, dialect, &id).await?, &since, max) {
+        Ok(nodes) => nodes,
+        Err(TooLarge) => return Err(AppError::Detail(StatusCode::BAD_REQUEST, format!("The graph of flow run {id} has more than {max} nodes."))),
+    };
+    let roots: Vec<&str> = nodes.iter().filter(|n| n.parents.is_empty()).map(|n| n.row.id.as_str()).collect();
+    let graph = json!({
+        "start_time": col("start_time").or_else(|| col("expected_start_time")),
+        "end_time": col("end_time"),
+        "root_node_ids": roots,
+        "nodes": nodes.iter().map(node_json).collect::<Vec<_>>(),
+        "artifacts": [],
+        "states": load_states(&mut conn, dialect, &id).await?,
+    });
+    Ok(Json(graph).into_response())
 }

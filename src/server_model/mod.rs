@@ -6,6 +6,7 @@ pub mod deployments;
 pub mod documents;
 pub mod feed_events;
 pub mod filters;
+pub mod flow_run_graph;
 pub mod flow_runs;
 pub mod flows;
 pub mod history;

@@ -1,0 +1,76 @@
+"""`GET /flow_runs/{id}/graph-v2`: the UI's run timeline, built from a real
+flow with dependent tasks, a nested task and a subflow."""
+
+from __future__ import annotations
+
+import httpx
+from prefect import flow, task
+from prefect.server.schemas.graph import Graph
+
+
+@task
+def source() -> list[int]:
+    # Not a small int: Prefect cannot track those as upstream results.
+    return [1, 2, 3]
+
+
+@task
+def double(x: list[int]) -> list[int]:
+    return [i * 2 for i in x]
+
+
+@task
+def outer() -> list[int]:
+    # A task run inside a task run: the inner one is encapsulated by it.
+    return double([5])
+
+
+def test_graph_v2_of_a_real_flow(uid, api_url):
+    @flow(name=f"compat-graph-child-{uid}")
+    def child() -> int:
+        return 3
+
+    @flow(name=f"compat-graph-{uid}")
+    def parent() -> int:
+        a = source()
+        b = double(a)
+        outer()
+        return sum(b) + child()
+
+    state = parent(return_state=True)
+    run_id = state.state_details.flow_run_id
+    with httpx.Client(base_url=api_url) as http:
+        response = http.get(f"/flow_runs/{run_id}/graph-v2")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        # The server's own response model reads it.
+        graph = Graph.model_validate(body)
+
+        missing = http.get("/flow_runs/00000000-0000-0000-0000-000000000000/graph-v2")
+        assert missing.status_code == 404
+
+        late = http.get(f"/flow_runs/{run_id}/graph-v2", params={"since": "2999-01-01T00:00:00Z"})
+        assert late.status_code == 200
+        assert late.json()["nodes"] == []
+
+    nodes = {node.label: node for _, node in graph.nodes}
+    by_id = {node.id: node for _, node in graph.nodes}
+    assert len(graph.nodes) == 5, sorted(nodes)
+    kinds = sorted(node.kind for node in nodes.values())
+    assert kinds == ["flow-run", "task-run", "task-run", "task-run", "task-run"]
+    subflow = next(node for node in nodes.values() if node.kind == "flow-run")
+    assert subflow.label.startswith(f"compat-graph-child-{uid} / ")
+
+    src = next(node for label, node in nodes.items() if label.startswith("source"))
+    doubles = [node for label, node in nodes.items() if label.startswith("double")]
+    dependent = next(node for node in doubles if node.parents)
+    nested = next(node for node in doubles if not node.parents)
+    out = next(node for label, node in nodes.items() if label.startswith("outer"))
+    assert [edge.id for edge in dependent.parents] == [src.id]
+    assert [edge.id for edge in src.children] == [dependent.id]
+    assert [edge.id for edge in nested.encapsulating] == [out.id]
+    assert set(graph.root_node_ids) == {n.id for n in by_id.values() if not n.parents}
+    assert dependent.id not in graph.root_node_ids
+    assert [s.type.value for s in graph.states][-1] == "COMPLETED"
+    assert graph.start_time is not None and graph.end_time is not None
+    assert all(node.state_type.value == "COMPLETED" for node in by_id.values())
