@@ -14,7 +14,10 @@ use crate::server_model::filters::{self, LogFilterBody};
 use crate::server_model::logs::{log_json, LOG_COLUMNS};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/logs/", post(create)).route("/logs/filter", post(filter_logs))
+    Router::new()
+        .route("/logs/", post(create))
+        .route("/logs/filter", post(filter_logs))
+        .route("/logs/out", axum::routing::any(super::logs_out::logs_out))
 }
 
 async fn create(State(state): State<AppState>, AppJson(body): AppJson<Vec<LogCreate>>) -> ApiResult<(StatusCode, Json<Value>)> {

@@ -18,6 +18,7 @@ pub mod flows;
 mod history;
 pub mod json;
 pub mod logs;
+pub mod logs_out;
 mod logs_download;
 mod run_states;
 mod saved_searches;

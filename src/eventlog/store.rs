@@ -225,6 +225,23 @@ pub async fn read_after(
     rows.iter().map(decode).collect()
 }
 
+/// The newest entry a follower can read now ([`read_after`]'s ceiling): a
+/// follower starting here sees exactly what is appended from now on.
+pub async fn tail_cursor(conn: &mut AnyConnection, dialect: Dialect) -> Result<Cursor, sqlx::Error> {
+    let sql = match dialect {
+        Dialect::Postgres => {
+            "SELECT tx_id::text::bigint AS tx_id, position FROM es_events \
+             WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY tx_id DESC, position DESC LIMIT 1"
+        }
+        Dialect::Sqlite => "SELECT 0 AS tx_id, position FROM es_events ORDER BY position DESC LIMIT 1",
+    };
+    let row = sqlx::query(sql).fetch_optional(&mut *conn).await?;
+    match row {
+        Some(r) => Ok(Cursor { tx_id: r.try_get("tx_id")?, position: r.try_get("position")? }),
+        None => Ok(Cursor::default()),
+    }
+}
+
 /// Reads a page of the whole log in replay order (by position), for
 /// rebuilding read models when no writer is running.
 pub async fn read_all_in_order(

@@ -115,3 +115,44 @@ both_backends!(events_out_backfills_then_streams_without_duplicates, |app: TestA
     assert_eq!(&got[..3], &before[..]);
     assert_eq!(&got[3..], &after[..]);
 });
+
+both_backends!(logs_out_streams_matching_logs_from_connection_on, |app: TestApp| async move {
+    let flow_id = app.create_flow("logs-out").await;
+    let run = app.create_flow_run(&flow_id).await;
+    let run_id = run["id"].as_str().unwrap().to_owned();
+    let log = |msg: &str, level: i64| json!({"name": "n", "level": level, "message": msg, "timestamp": "2026-01-01T00:00:00Z", "flow_run_id": run_id});
+    // Written before the socket: not streamed (no backfill, as Prefect).
+    assert_eq!(app.post("/logs/", json!([log("before", 20)])).await.0, 201);
+
+    let mut ws = app.prefect_socket("/logs/out").await;
+    let filter = json!({"type": "filter", "filter": {"flow_run_id": {"any_": [run_id]}, "level": {"ge_": 20}}});
+    ws.send(Message::text(filter.to_string())).await.unwrap();
+    // The socket follows the log once one of these pings comes through.
+    for _ in 0..500 {
+        assert_eq!(app.post("/logs/", json!([log("ping", 20)])).await.0, 201);
+        if tokio::time::timeout(std::time::Duration::from_millis(100), ws.next()).await.is_ok() {
+            break;
+        }
+    }
+    assert_eq!(app.post("/logs/", json!([log("quiet", 10), log("one", 20)])).await.0, 201);
+    assert_eq!(app.post("/logs/", json!([{"name": "n", "level": 40, "message": "other run", "timestamp": "2026-01-01T00:00:00Z"}, log("two", 30)])).await.0, 201);
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(20), ws.next()).await.expect("logs in time").unwrap().unwrap();
+        let v: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+        assert_eq!(v["type"], "log");
+        let keys: Vec<&str> = v["log"].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["id", "created", "updated", "name", "level", "message", "timestamp", "flow_run_id", "task_run_id"]);
+        let message = v["log"]["message"].as_str().unwrap().to_owned();
+        if message != "ping" {
+            got.push(message);
+        }
+    }
+    assert_eq!(got, ["one", "two"]);
+
+    // Anything but a filter first is a protocol error.
+    let mut bad = app.prefect_socket("/logs/out").await;
+    bad.send(Message::text(r#"{"type":"nope"}"#)).await.unwrap();
+    let Some(Ok(Message::Close(Some(frame)))) = bad.next().await else { panic!("expected a close frame") };
+    assert_eq!((u16::from(frame.code), frame.reason.as_str()), (1002, "Expected 'filter' message"));
+});

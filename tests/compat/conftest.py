@@ -191,6 +191,10 @@ def _server_env(home: Path, db_url: str) -> dict[str, str]:
             "PREFECT_API_DATABASE_CONNECTION_URL": db_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_SERVER_LOGGING_LEVEL": "INFO",
+            # Prefect streams logs on /logs/out only with these (this server
+            # always does), so test_logs_out.py can check both servers.
+            "PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED": "true",
+            "PREFECT_SERVER_LOGS_STREAM_PUBLISHING_ENABLED": "true",
         }
     )
     return env

@@ -160,3 +160,65 @@ fn escape_like(s: &str) -> String {
     out
 }
 
+
+/// The log fields a live filter looks at (`/logs/out`).
+#[derive(Debug, Clone, Copy)]
+pub struct LiveLog<'a> {
+    pub name: &'a str,
+    pub level: i64,
+    pub message: &'a str,
+    pub timestamp: chrono::DateTime<chrono::Utc>,
+    pub flow_run_id: Option<Uuid>,
+    pub task_run_id: Option<Uuid>,
+}
+
+impl LogFilter {
+    /// Whether a log matches, with the same rules as [`LogFilter::to_sql`].
+    pub fn matches(&self, log: &LiveLog<'_>) -> bool {
+        let mut parts: Vec<bool> = Vec::new();
+        if let Some(f) = &self.level {
+            parts.push(f.ge_.is_none_or(|ge| log.level >= ge) && f.le_.is_none_or(|le| log.level <= le));
+        }
+        if let Some(f) = &self.timestamp {
+            let before = f.before_.as_ref().is_none_or(|b| log.timestamp <= b.datetime());
+            let after = f.after_.as_ref().is_none_or(|a| log.timestamp >= a.datetime());
+            parts.push(before && after);
+        }
+        if let Some(f) = &self.flow_run_id {
+            parts.push(f.any_.as_ref().is_none_or(|any| log.flow_run_id.is_some_and(|id| any.contains(&id))));
+        }
+        if let Some(f) = &self.task_run_id {
+            let any = f.any_.as_ref().is_none_or(|any| log.task_run_id.is_some_and(|id| any.contains(&id)));
+            let null = f.is_null_.is_none_or(|is_null| log.task_run_id.is_none() == is_null);
+            parts.push(any && null);
+        }
+        if let Some(f) = &self.text {
+            parts.extend(text_search_matches(&f.query, log));
+        }
+        match op(self.operator) {
+            Operator::And => parts.iter().all(|p| *p),
+            Operator::Or => parts.is_empty() || parts.iter().any(|p| *p),
+        }
+    }
+}
+
+/// [`text_search_sql`]'s criteria, evaluated on one log.
+fn text_search_matches(query: &str, log: &LiveLog<'_>) -> Vec<bool> {
+    if query.trim().is_empty() {
+        return Vec::new();
+    }
+    let parsed = parse_text_search_query(query);
+    let searchable = format!("{} {}", log.message, log.name).to_lowercase();
+    let has = |term: &String| searchable.contains(&term.to_lowercase());
+    let mut out = Vec::new();
+    if !parsed.include.is_empty() {
+        out.push(parsed.include.iter().any(has));
+    }
+    if !parsed.exclude.is_empty() {
+        out.push(!parsed.exclude.iter().any(has));
+    }
+    if !parsed.required.is_empty() {
+        out.push(parsed.required.iter().all(has));
+    }
+    out
+}
