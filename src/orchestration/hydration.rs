@@ -17,6 +17,7 @@
 //! UI). Errors carry Prefect's messages. Pure: the caller reads the
 //! workspace's variables.
 
+use super::parameters::PathPart;
 use serde_json::{Map, Value};
 
 /// Prefect's `MAX_TEMPLATE_RANGE`: the largest `range(...)` a template may build.
@@ -81,6 +82,76 @@ pub fn hydrate(obj: &Map<String, Value>, ctx: &HydrationContext) -> Result<Value
         Hydrated::Value(v) => v,
         Hydrated::Remove => Value::Object(Map::new()),
     })
+}
+
+/// A spot hydration left for the UI's schema validation (Prefect's
+/// placeholders): a value that failed to hydrate (`error`), or a jinja
+/// template left unrendered (no error; its value is not checked).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placeholder {
+    pub path: Vec<PathPart>,
+    pub error: Option<String>,
+}
+
+/// Prefect's non-raising `hydrate(values, ctx)` with `render_jinja=False`,
+/// as `/ui/schemas/validate` runs it: every hydratable value is hydrated
+/// where it can be; each one that cannot, and each jinja template, becomes
+/// `null` and a [`Placeholder`] at its path.
+pub fn hydrate_for_validation(obj: &Map<String, Value>, ctx: &HydrationContext) -> (Value, Vec<Placeholder>) {
+    let mut placeholders = Vec::new();
+    let value = lenient(&Value::Object(obj.clone()), ctx, &mut Vec::new(), &mut placeholders).unwrap_or_else(|| Value::Object(Map::new()));
+    (value, placeholders)
+}
+
+/// `None` when the value is removed.
+fn lenient(v: &Value, ctx: &HydrationContext, path: &mut Vec<PathPart>, out: &mut Vec<Placeholder>) -> Option<Value> {
+    match v {
+        Value::Object(m) if m.contains_key("__prefect_kind") => {
+            let outcome = if m.get("__prefect_kind").and_then(Value::as_str) == Some("jinja") {
+                match m.get("template").and_then(Value::as_str) {
+                    None => Err(HydrationError::KeyNotFound("template")),
+                    Some(t) => validate_user_template(t).map(|_| None).map_err(|e| HydrationError::InvalidJinja(Some(e))),
+                }
+            } else {
+                call_handler(m, ctx).map(Some)
+            };
+            match outcome {
+                Ok(Some(Hydrated::Value(v))) => Some(v),
+                Ok(Some(Hydrated::Remove)) => None,
+                Ok(None) => {
+                    out.push(Placeholder { path: path.clone(), error: None });
+                    Some(Value::Null)
+                }
+                Err(e) => {
+                    out.push(Placeholder { path: path.clone(), error: Some(e.to_string()) });
+                    Some(Value::Null)
+                }
+            }
+        }
+        Value::Object(m) => {
+            let mut kept = Map::with_capacity(m.len());
+            for (k, v) in m {
+                path.push(PathPart::Key(k.clone()));
+                if let Some(h) = lenient(v, ctx, path, out) {
+                    kept.insert(k.clone(), h);
+                }
+                path.pop();
+            }
+            Some(Value::Object(kept))
+        }
+        Value::Array(a) => {
+            let mut kept = Vec::with_capacity(a.len());
+            for (i, v) in a.iter().enumerate() {
+                path.push(PathPart::Index(i));
+                if let Some(h) = lenient(v, ctx, path, out) {
+                    kept.push(h);
+                }
+                path.pop();
+            }
+            Some(Value::Array(kept))
+        }
+        other => Some(other.clone()),
+    }
 }
 
 fn hydrate_value(obj: &Value, ctx: &HydrationContext) -> Result<Hydrated, HydrationError> {

@@ -3,6 +3,7 @@
 
 mod flow_runs;
 mod flows;
+mod schemas;
 mod task_runs;
 
 use std::collections::HashMap;
@@ -16,7 +17,7 @@ use super::AppState;
 use crate::db::Sql;
 
 pub fn router() -> Router<AppState> {
-    Router::new().merge(flows::router()).merge(flow_runs::router()).merge(task_runs::router())
+    Router::new().merge(flows::router()).merge(flow_runs::router()).merge(task_runs::router()).merge(schemas::router())
 }
 
 /// `{<ids_key>: [uuid, ...]}` → `{id: count}` for every id asked (0 when
