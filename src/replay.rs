@@ -10,7 +10,8 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::process::ExitCode;
 
-use sqlx::{AnyConnection, Row};
+use sqlx::postgres::PgConnection;
+use sqlx::{AnyConnection, ColumnIndex, Connection, Database, Decode, Executor, IntoArguments, Row, Transaction, Type};
 
 use crate::db::{Db, Dialect};
 use crate::eventlog::{decode_all, read_rows_in_order, RecordedEvent};
@@ -70,8 +71,17 @@ pub enum Detail {
 }
 
 /// Fingerprints every server table. SQLite has no hash function, so its
-/// rows are always fetched as text (as with [`Detail::Rows`]).
-pub async fn fingerprint(conn: &mut AnyConnection, dialect: Dialect, detail: Detail) -> Result<Vec<TableFingerprint>, sqlx::Error> {
+/// rows are always fetched as text (as with [`Detail::Rows`]). Generic over
+/// the connection because the COPY rebuild runs on a native Postgres one.
+pub async fn fingerprint<C>(conn: &mut C, dialect: Dialect, detail: Detail) -> Result<Vec<TableFingerprint>, sqlx::Error>
+where
+    C: Connection,
+    for<'c> &'c mut C: Executor<'c, Database = C::Database>,
+    for<'q> <C::Database as Database>::Arguments<'q>: IntoArguments<'q, C::Database>,
+    i64: Type<C::Database> + for<'r> Decode<'r, C::Database>,
+    String: Type<C::Database> + for<'r> Decode<'r, C::Database>,
+    usize: ColumnIndex<<C::Database as Database>::Row>,
+{
     let mut out = Vec::new();
     for table in TABLES {
         if dialect == Dialect::Postgres && detail == Detail::Summary {
@@ -96,7 +106,14 @@ pub async fn fingerprint(conn: &mut AnyConnection, dialect: Dialect, detail: Det
 /// Each row's text, in `order`, formatted by the database itself (fetching
 /// and formatting every cell here was a fifth of a replay's CPU): on
 /// Postgres the row's own text form, on SQLite `column=quote(value)` pairs.
-async fn row_texts(conn: &mut AnyConnection, dialect: Dialect, table: &str, order: &str) -> Result<Vec<String>, sqlx::Error> {
+async fn row_texts<C>(conn: &mut C, dialect: Dialect, table: &str, order: &str) -> Result<Vec<String>, sqlx::Error>
+where
+    C: Connection,
+    for<'c> &'c mut C: Executor<'c, Database = C::Database>,
+    for<'q> <C::Database as Database>::Arguments<'q>: IntoArguments<'q, C::Database>,
+    String: Type<C::Database> + for<'r> Decode<'r, C::Database>,
+    usize: ColumnIndex<<C::Database as Database>::Row>,
+{
     let text = match dialect {
         Dialect::Postgres => "t::text".to_owned(),
         Dialect::Sqlite => {
@@ -127,75 +144,188 @@ pub async fn rebuild_server(db: &Db, verify: bool) -> anyhow::Result<ReplayRepor
 ///
 /// The tables start empty inside one transaction, so the events are folded
 /// into an in-memory model ([`server::rebuild::Rebuild`]) and the tables are
-/// written with multi-row INSERTs at the end, instead of running the live
-/// path's statements for every event. If the model grows past `max_rows`
-/// it is written out there and the rest of the log goes through the
-/// per-event path ([`server::apply`]), which continues from the rows it left.
+/// written at the end, instead of running the live path's statements for
+/// every event: on Postgres with COPY, which only a native connection can
+/// run, so that connection holds the transaction; otherwise with multi-row
+/// INSERTs. If the model grows past `max_rows`, the INSERT rebuild writes
+/// it out there and the rest of the log goes through the per-event path
+/// ([`server::apply`], on the `Any` driver), which continues from the rows
+/// it left; the COPY rebuild then rolls back and leaves the log to it.
 pub async fn rebuild_server_with(db: &Db, verify: bool, max_rows: usize) -> anyhow::Result<ReplayReport> {
-    let mut tx = db.begin_write().await?;
-    let dialect = db.dialect;
+    if let Some(mut conn) = db.connect_postgres().await? {
+        let report = rebuild_with_copy(db, &mut conn, verify, max_rows).await?;
+        conn.close().await?;
+        if let Some(report) = report {
+            return Ok(report);
+        }
+        tracing::info!(max_rows, "replay: the model outgrew memory; replaying again, per event past that point");
+    }
+    rebuild_with_inserts(db, verify, max_rows).await
+}
+
+/// The rebuild on a native Postgres connection, writing with COPY; `None`
+/// (and nothing changed) if the model outgrew `max_rows`.
+async fn rebuild_with_copy(db: &Db, conn: &mut PgConnection, verify: bool, max_rows: usize) -> anyhow::Result<Option<ReplayReport>> {
+    let mut tx = conn.begin().await?;
+    let before = fingerprint_and_empty(&mut *tx, Dialect::Postgres).await?;
+    let mut batches = read_ahead(db.clone());
+    let folded = fold_log(&mut batches, max_rows).await?;
+    if folded.rest.is_some() {
+        tx.rollback().await?;
+        return Ok(None);
+    }
     let started = std::time::Instant::now();
-    let before = fingerprint(&mut tx, dialect, Detail::Summary).await?;
+    let rows = folded.rebuild.copy(&mut tx).await?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), rows, "replay: wrote the rebuilt model");
+    let (before, after) = finish(tx, db, before, verify).await?;
+    Ok(Some(ReplayReport { events: folded.events, before, after }))
+}
+
+/// The rebuild on the `Any` driver, writing with INSERTs and going on per
+/// event past `max_rows`.
+async fn rebuild_with_inserts(db: &Db, verify: bool, max_rows: usize) -> anyhow::Result<ReplayReport> {
+    let dialect = db.dialect;
+    let mut tx = db.begin_write().await?;
+    let before = fingerprint_and_empty(&mut *tx, dialect).await?;
+    let mut batches = read_ahead(db.clone());
+    let folded = fold_log(&mut batches, max_rows).await?;
+    let mut events = folded.events;
+    let started = std::time::Instant::now();
+    let rows = folded.rebuild.write(&mut tx, dialect).await?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), rows, "replay: wrote the rebuilt model");
+    if let Some(rest) = folded.rest {
+        events += apply_all(&mut tx, dialect, rest).await?;
+        while let Some(batch) = batches.recv().await {
+            events += apply_all(&mut tx, dialect, batch?).await?;
+        }
+    }
+    let (before, after) = finish(tx, db, before, verify).await?;
+    Ok(ReplayReport { events, before, after })
+}
+
+/// Fingerprints the live model, then empties its tables.
+async fn fingerprint_and_empty<C>(conn: &mut C, dialect: Dialect) -> Result<Vec<TableFingerprint>, sqlx::Error>
+where
+    C: Connection,
+    for<'c> &'c mut C: Executor<'c, Database = C::Database>,
+    for<'q> <C::Database as Database>::Arguments<'q>: IntoArguments<'q, C::Database>,
+    i64: Type<C::Database> + for<'r> Decode<'r, C::Database>,
+    String: Type<C::Database> + for<'r> Decode<'r, C::Database>,
+    usize: ColumnIndex<<C::Database as Database>::Row>,
+{
+    let started = std::time::Instant::now();
+    let before = fingerprint(conn, dialect, Detail::Summary).await?;
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "replay: fingerprinted the live model");
     for table in TABLES {
         let sql = match dialect {
             Dialect::Postgres => format!("TRUNCATE {table}"),
             Dialect::Sqlite => format!("DELETE FROM {table}"),
         };
-        sqlx::query(&sql).execute(&mut *tx).await?;
+        sqlx::query(&sql).execute(&mut *conn).await?;
     }
+    Ok(before)
+}
+
+/// What [`fold_log`] left.
+struct Folded {
+    rebuild: Rebuild,
+    /// Events folded.
+    events: i64,
+    /// When the model reached its limit: the events of the batch at hand
+    /// that were not folded (the later batches are still to be received).
+    rest: Option<Vec<RecordedEvent>>,
+}
+
+/// Folds the log into a new model until the log ends or the model holds
+/// `max_rows` rows.
+async fn fold_log(batches: &mut Batches, max_rows: usize) -> anyhow::Result<Folded> {
     let started = std::time::Instant::now();
-    let mut rebuild = Some(Rebuild::default());
+    let mut rebuild = Rebuild::default();
     let mut events = 0i64;
-    let mut batches = read_ahead(db.clone());
+    let mut rest = None;
     let mut folding = std::time::Duration::ZERO;
     while let Some(batch) = batches.recv().await {
-        let batch = batch?;
+        let mut batch = batch?;
         let fold_started = std::time::Instant::now();
         tracing::debug!(model = "server", events = batch.len(), "replay batch");
-        for event in &batch {
-            match rebuild.as_mut() {
-                Some(model) => {
-                    model.fold(event)?;
-                    if model.rows_held() >= max_rows {
-                        write_out(&mut tx, dialect, rebuild.take()).await?;
-                    }
-                }
-                None => server::apply(&mut tx, dialect, event).await?,
+        let mut full_after = None;
+        for (i, event) in batch.iter().enumerate() {
+            rebuild.fold(event)?;
+            if rebuild.rows_held() >= max_rows {
+                full_after = Some(i + 1);
+                break;
             }
         }
-        events += batch.len() as i64;
-        // Freeing a batch's JSON trees took a tenth of the replay's CPU, on
-        // the fold's thread; a blocking thread does it instead.
-        tokio::task::spawn_blocking(move || drop(batch));
+        events += full_after.unwrap_or(batch.len()) as i64;
+        rest = full_after.map(|i| batch.split_off(i));
+        drop_in_background(batch);
         folding += fold_started.elapsed();
+        if rest.is_some() {
+            break;
+        }
     }
     tracing::info!(seconds = folding.as_secs_f64(), "replay: of which folding");
     tracing::info!(seconds = started.elapsed().as_secs_f64(), events, "replay: read and folded the log");
+    Ok(Folded { rebuild, events, rest })
+}
+
+/// Applies each event through the per-event path; returns how many.
+async fn apply_all(conn: &mut AnyConnection, dialect: Dialect, batch: Vec<RecordedEvent>) -> anyhow::Result<i64> {
+    for event in &batch {
+        server::apply(conn, dialect, event).await?;
+    }
+    let events = batch.len() as i64;
+    drop_in_background(batch);
+    Ok(events)
+}
+
+/// Frees a batch on a blocking thread: freeing a batch's JSON trees took a
+/// tenth of the replay's CPU, on the fold's thread.
+fn drop_in_background(batch: Vec<RecordedEvent>) {
+    tokio::task::spawn_blocking(move || drop(batch));
+}
+
+/// Fingerprints the rebuilt model and commits it, or rolls it back under
+/// `verify`. Returns the fingerprints before and after.
+///
+/// When `verify` finds a difference, it names the rows that differ: the
+/// rebuilt ones before the rollback, the live ones once it has brought them
+/// back. (A committed rebuild replaces the live rows, so without `--verify`
+/// only the tables that differ are reported.)
+async fn finish<DB>(
+    mut tx: Transaction<'_, DB>,
+    db: &Db,
+    before: Vec<TableFingerprint>,
+    verify: bool,
+) -> Result<(Vec<TableFingerprint>, Vec<TableFingerprint>), sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    i64: Type<DB> + for<'r> Decode<'r, DB>,
+    String: Type<DB> + for<'r> Decode<'r, DB>,
+    usize: ColumnIndex<DB::Row>,
+{
     let started = std::time::Instant::now();
-    write_out(&mut tx, dialect, rebuild.take()).await?;
-    tracing::info!(seconds = started.elapsed().as_secs_f64(), "replay: wrote the rebuilt model");
-    let started = std::time::Instant::now();
-    let mut after = fingerprint(&mut tx, dialect, Detail::Summary).await?;
+    let mut after = fingerprint(&mut *tx, db.dialect, Detail::Summary).await?;
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "replay: fingerprinted the rebuilt model");
     let mut before = before;
     let summarised = before.iter().any(|t| t.row_texts.is_empty() && t.rows > 0);
     if verify && before != after && summarised {
-        // Name the rows that differ: the rebuilt ones before the rollback,
-        // the live ones once it has brought them back. (A committed rebuild
-        // replaces the live rows, so without `--verify` only the tables that
-        // differ are reported.)
-        after = fingerprint(&mut tx, dialect, Detail::Rows).await?;
+        after = fingerprint(&mut *tx, db.dialect, Detail::Rows).await?;
         tx.rollback().await?;
         let mut conn = db.reader().acquire().await?;
-        before = fingerprint(&mut conn, dialect, Detail::Rows).await?;
+        before = fingerprint::<AnyConnection>(&mut conn, db.dialect, Detail::Rows).await?;
     } else if verify {
         tx.rollback().await?;
     } else {
         tx.commit().await?;
     }
-    Ok(ReplayReport { events, before, after })
+    Ok((before, after))
 }
+
+/// Decoded batches of the log, in order, from [`read_ahead`].
+type Batches = tokio::sync::mpsc::Receiver<Result<Vec<RecordedEvent>, sqlx::Error>>;
 
 /// Events read from the log per query.
 const REPLAY_BATCH: i64 = 5000;
@@ -207,7 +337,7 @@ const REPLAY_BATCH: i64 = 5000;
 /// append-only and the replay transaction only touches the read model, so
 /// reading outside it sees the same events; on SQLite the replay holds the
 /// only writer, so nothing is appended meanwhile.
-fn read_ahead(db: Db) -> tokio::sync::mpsc::Receiver<Result<Vec<RecordedEvent>, sqlx::Error>> {
+fn read_ahead(db: Db) -> Batches {
     let (sender, receiver) = tokio::sync::mpsc::channel(2);
     tokio::spawn(async move {
         if let Err(e) = feed(&db, &sender).await {
@@ -235,14 +365,6 @@ async fn feed(db: &Db, sender: &tokio::sync::mpsc::Sender<Result<Vec<RecordedEve
         after_position = last;
         decoding = Some(tokio::task::spawn_blocking(move || decode_all(&rows)));
     }
-}
-
-async fn write_out(conn: &mut AnyConnection, dialect: Dialect, rebuild: Option<Rebuild>) -> anyhow::Result<()> {
-    if let Some(model) = rebuild {
-        let rows = model.write(conn, dialect).await?;
-        tracing::debug!(rows, "replay: wrote the in-memory model");
-    }
-    Ok(())
 }
 
 /// Rebuilds the events model: empties it, rewinds the projector's

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Any, AnyPool, ConnectOptions, Executor, Transaction};
 use tokio::sync::Notify;
 
@@ -43,6 +44,9 @@ pub const EVENTS_PROJECTION_PG_TUNING: &str = "DO $$ BEGIN \
         ALTER TABLE events SET (autovacuum_vacuum_insert_threshold = 1000, autovacuum_vacuum_insert_scale_factor = 0); \
     END IF; END $$";
 
+/// Run on every Postgres connection: timestamps are read and written in UTC.
+const PG_SESSION_SETUP: &str = "SET TIME ZONE 'UTC'";
+
 /// Connection pools for one database.
 #[derive(Clone, Debug)]
 pub struct Db {
@@ -52,6 +56,8 @@ pub struct Db {
     /// Signalled after every commit that appended to the log, so followers
     /// in this process wake at once (they also poll, for other processes).
     pub appended: Arc<Notify>,
+    /// On Postgres, how to open a native connection ([`Db::connect_postgres`]).
+    postgres: Option<PgConnectOptions>,
 }
 
 impl Db {
@@ -61,18 +67,19 @@ impl Db {
         match url {
             DatabaseUrl::Postgres(url) => {
                 let opts = AnyConnectOptions::from_str(url)?.disable_statement_logging();
+                let postgres = Some(PgConnectOptions::from_str(url)?.disable_statement_logging());
                 let pool = AnyPoolOptions::new()
                     .max_connections(pool_size.max(2))
                     .acquire_timeout(Duration::from_secs(30))
                     .after_connect(|conn, _| {
                         Box::pin(async move {
-                            conn.execute("SET TIME ZONE 'UTC'").await?;
+                            conn.execute(PG_SESSION_SETUP).await?;
                             Ok(())
                         })
                     })
                     .connect_with(opts)
                     .await?;
-                Ok(Db { dialect: Dialect::Postgres, read: pool.clone(), write: pool, appended: Arc::new(Notify::new()) })
+                Ok(Db { dialect: Dialect::Postgres, read: pool.clone(), write: pool, appended: Arc::new(Notify::new()), postgres })
             }
             DatabaseUrl::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -94,7 +101,7 @@ impl Db {
                     .after_connect(sqlite_pragmas)
                     .connect_with(opts)
                     .await?;
-                Ok(Db { dialect: Dialect::Sqlite, read, write, appended: Arc::new(Notify::new()) })
+                Ok(Db { dialect: Dialect::Sqlite, read, write, appended: Arc::new(Notify::new()), postgres: None })
             }
         }
     }
@@ -121,6 +128,16 @@ impl Db {
     /// Starts a write transaction.
     pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
         self.write.begin().await
+    }
+
+    /// A native Postgres connection to the same database, outside the pools
+    /// and set up as theirs are, for what the `Any` driver cannot do (COPY).
+    /// `None` on SQLite.
+    pub async fn connect_postgres(&self) -> Result<Option<PgConnection>, sqlx::Error> {
+        let Some(options) = &self.postgres else { return Ok(None) };
+        let mut conn = options.connect().await?;
+        conn.execute(PG_SESSION_SETUP).await?;
+        Ok(Some(conn))
     }
 
     /// Rewrites a `$n` query for this backend.

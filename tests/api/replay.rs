@@ -118,6 +118,10 @@ async fn varied_log(app: &TestApp) {
         assert_eq!(app.patch_json(&format!("/flow_runs/{run}"), json!({"tags": ["done"], "infrastructure_pid": "42"})).await, 204);
     }
     app.post("/logs/", json!([{"name": "n", "level": 40, "message": "no run", "timestamp": "2026-01-01T00:00:01Z"}])).await;
+    // Text that COPY's text format must escape, and text that looks like its NULL.
+    let escaped = json!([{"name": "n", "level": 30, "message": "tab\there\nline\r\\ \\N\\.", "timestamp": "2026-01-01T00:00:02Z"},
+                         {"name": "\\N", "level": 30, "message": "", "timestamp": "2026-01-01T00:00:03Z"}]);
+    assert_eq!(app.post("/logs/", escaped).await.0, 201);
     // Flow-run inputs: on every run (the deleted run and flow take theirs
     // with them), one of them deleted on its own.
     for run in &runs {

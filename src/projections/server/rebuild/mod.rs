@@ -4,17 +4,20 @@
 //! run the per-event SQL (several statements per event, ~2,500 events/s):
 //! it folds the events into an in-memory copy of the model ([`fold`], pure,
 //! with the same row builders and the same semantics as
-//! [`super::apply`]) and then writes each table with multi-row INSERTs
-//! ([`write`]). The live projector keeps using the per-event path.
+//! [`super::apply`]) and then writes each table: on Postgres with COPY
+//! ([`copy`]), on SQLite with multi-row INSERTs ([`write`]). The live
+//! projector keeps using the per-event path.
 //!
 //! Memory grows with the model: the caller watches [`Rebuild::rows_held`],
 //! and past its limit writes what it holds and applies the rest of the log
-//! per event.
+//! per event (on Postgres, through INSERTs: see `crate::replay`).
 
+mod copy;
 mod fold;
 mod model;
 mod write;
 
+use sqlx::postgres::PgConnection;
 use sqlx::AnyConnection;
 
 use super::ProjectionError;
@@ -43,5 +46,11 @@ impl Rebuild {
     /// Returns the rows written.
     pub async fn write(self, conn: &mut AnyConnection, dialect: Dialect) -> Result<u64, sqlx::Error> {
         write::write(conn, dialect, self.model).await
+    }
+
+    /// Writes the model into the server tables, which must be empty, with
+    /// Postgres's COPY. Returns the rows written.
+    pub async fn copy(self, conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
+        copy::write(conn, self.model).await
     }
 }

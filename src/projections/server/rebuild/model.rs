@@ -54,6 +54,10 @@ impl Row {
     pub fn into_cols(self) -> Cols {
         self.cols
     }
+
+    pub fn cols(&self) -> &[(&'static str, Bind)] {
+        &self.cols
+    }
 }
 
 /// Column `col` of `cols` when it is non-NULL text.
@@ -169,6 +173,14 @@ impl Model {
     pub fn into_tables(self) -> Vec<(&'static str, Vec<Row>)> {
         let mut out: Vec<(&'static str, Vec<Row>)> = self.tables.into_iter().map(|(t, rows)| (t, rows.into_values().collect())).collect();
         out.push(("task_run_state_cache", self.cache));
+        out.sort_by_key(|(t, _)| *t);
+        out
+    }
+
+    /// Every table's rows, by reference, in the order of [`Model::into_tables`].
+    pub fn tables(&self) -> Vec<(&'static str, Vec<&Row>)> {
+        let mut out: Vec<(&'static str, Vec<&Row>)> = self.tables.iter().map(|(t, rows)| (*t, rows.values().collect())).collect();
+        out.push(("task_run_state_cache", self.cache.iter().collect()));
         out.sort_by_key(|(t, _)| *t);
         out
     }

@@ -1,4 +1,6 @@
-//! Writes a folded [`Model`] into the (emptied) tables: each table's rows in
+//! Writes a folded [`Model`] into the (emptied) tables on SQLite, and on
+//! Postgres when the model outgrew memory (the per-event path that follows
+//! needs the `Any` connection, which cannot COPY): each table's rows in
 //! multi-row INSERTs, as many rows per statement as the backend's bind limit
 //! allows. Rows are grouped by the columns they set (and the kind of value
 //! bound to each, so that a Postgres VALUES list never mixes text with
