@@ -83,7 +83,12 @@ def test_deploy_then_worker_run_once_completes(sync_client, uid, flow_dir, wait_
     final = wait_for(lambda: (fr := sync_client.read_flow_run(run.id)).state.is_final() and fr, timeout=60, message="run to finish")
     assert final.state.is_completed(), final.state
     assert (final.work_pool_name, final.work_queue_name) == (pool, "default")
-    task_runs = sync_client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    # Task-run states arrive as events over the flow process's socket.
+    task_runs = wait_for(
+        lambda: [t for t in sync_client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))) if t.state and t.state.is_final()],
+        timeout=30,
+        message="the run's task run recorded",
+    )
     assert [t.state.type.value for t in task_runs] == ["COMPLETED"]
     # The worker's poll marks the deployment and the queue ready.
     assert sync_client.read_deployment(deployment_id).status.value == "READY"
@@ -149,7 +154,13 @@ def test_serve_runs_a_deployment_triggered_with_run_deployment(sync_client, uid,
         run = run_deployment(f"compat-add/{name}", parameters={"n": 2}, timeout=120, poll_interval=1)
         assert run.state.is_completed(), run.state
         assert run.parameters == {"n": 2}
-        task_runs = sync_client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+        # The served process reports its task run's states as events over
+        # its own socket, which may land after the flow run's last state.
+        task_runs = wait_for(
+            lambda: [t for t in sync_client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))) if t.state and t.state.is_final()],
+            timeout=30,
+            message="the served run's task run recorded",
+        )
         assert [t.state.type.value for t in task_runs] == ["COMPLETED"]
     finally:
         proc.terminate()
