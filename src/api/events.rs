@@ -85,6 +85,33 @@ pub(super) async fn handshake(socket: &mut WebSocket) -> Result<(), &'static str
     }
 }
 
+/// The close code for a subscriber that breaks the protocol.
+pub(super) const PROTOCOL_ERROR: u16 = 1002;
+
+/// Closes a subscriber's socket with 1002 and `reason`.
+pub(super) async fn close_protocol_error(socket: &mut WebSocket, reason: String) {
+    let _ = socket.send(Message::Close(Some(CloseFrame { code: PROTOCOL_ERROR, reason: reason.into() }))).await;
+}
+
+/// Reads a subscriber's first message after `auth`, which must be
+/// `{"type": "filter", ...}` (`/events/out`, `/logs/out`); anything else
+/// closes the socket with Prefect's reason.
+pub(super) async fn filter_message(socket: &mut WebSocket) -> Result<Value, &'static str> {
+    let text = loop {
+        match socket.recv().await {
+            Some(Ok(Message::Text(t))) => break t,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            _ => return Err("closed before filter"),
+        }
+    };
+    let msg: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    if msg.get("type").and_then(Value::as_str) != Some("filter") {
+        close_protocol_error(socket, "Expected 'filter' message".into()).await;
+        return Err("no filter message");
+    }
+    Ok(msg)
+}
+
 fn parse_event(text: &str) -> Result<ClientEvent, String> {
     let ev: ClientEvent = serde_json::from_str(text).map_err(|e| e.to_string())?;
     ev.validate()?;

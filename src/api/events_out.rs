@@ -14,13 +14,12 @@ use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::events::handshake;
+use super::events::{close_protocol_error, filter_message, handshake};
 use super::AppState;
 use crate::events_model::filter::{select_events, EventFilter};
 use crate::events_model::{event_row::event_json, matcher};
 use crate::time::{fmt_ts, parse_ts};
 
-const PROTOCOL_ERROR: u16 = 1002;
 /// Prefect's `PREFECT_EVENTS_MAXIMUM_WEBSOCKET_BACKFILL`.
 const MAX_BACKFILL: Duration = Duration::minutes(15);
 /// Prefect's `PREFECT_EVENTS_WEBSOCKET_BACKFILL_PAGE_SIZE`.
@@ -42,25 +41,14 @@ async fn close(socket: &mut WebSocket, code: u16, reason: String) {
 /// Reads the `filter` message and normalises the filter as Prefect does:
 /// `since` no earlier than 15 minutes ago, ascending order.
 async fn read_filter(socket: &mut WebSocket) -> Result<(Value, bool), &'static str> {
-    let text = loop {
-        match socket.recv().await {
-            Some(Ok(Message::Text(t))) => break t,
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            _ => return Err("closed before filter"),
-        }
-    };
-    let msg: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    if msg.get("type").and_then(Value::as_str) != Some("filter") {
-        close(socket, PROTOCOL_ERROR, "Expected 'filter' message".into()).await;
-        return Err("no filter message");
-    }
+    let msg = filter_message(socket).await?;
     let backfill = msg.get("backfill").and_then(Value::as_bool).unwrap_or(true);
     let mut filter = msg.get("filter").cloned().unwrap_or(json!({}));
     if filter.is_null() {
         filter = json!({});
     }
     if let Err(e) = serde_json::from_value::<EventFilter>(filter.clone()) {
-        close(socket, PROTOCOL_ERROR, format!("Invalid filter: {e}")).await;
+        close_protocol_error(socket, format!("Invalid filter: {e}")).await;
         return Err("invalid filter");
     }
     let now = Utc::now();

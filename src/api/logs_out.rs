@@ -11,19 +11,18 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::events::handshake;
+use super::events::{close_protocol_error, filter_message, handshake};
 use super::AppState;
 use crate::eventlog::{read_after, tail_cursor, Cursor, RecordedEvent};
 use crate::server_events::{LogsCreated, LOGS_CREATED};
 use crate::server_model::filters::{LiveLog, LogFilter};
 use crate::time::fmt_ts;
 
-const PROTOCOL_ERROR: u16 = 1002;
 /// How often the log is polled for other processes' writes.
 const POLL: Duration = Duration::from_millis(250);
 const BATCH: i64 = 500;
@@ -37,33 +36,18 @@ pub async fn logs_out(State(state): State<AppState>, ws: WebSocketUpgrade) -> Re
     })
 }
 
-async fn close(socket: &mut WebSocket, reason: String) {
-    let _ = socket.send(Message::Close(Some(CloseFrame { code: PROTOCOL_ERROR, reason: reason.into() }))).await;
-}
-
 /// Reads the `filter` message; closes with Prefect's reasons otherwise.
 async fn read_filter(socket: &mut WebSocket) -> Result<LogFilter, &'static str> {
-    let text = loop {
-        match socket.recv().await {
-            Some(Ok(Message::Text(t))) => break t,
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            _ => return Err("closed before filter"),
-        }
-    };
-    let msg: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    if msg.get("type").and_then(Value::as_str) != Some("filter") {
-        close(socket, "Expected 'filter' message".into()).await;
-        return Err("no filter message");
-    }
+    let msg = filter_message(socket).await?;
     let filter = msg.get("filter").cloned().filter(|f| !f.is_null()).unwrap_or_else(|| json!({}));
     match serde_json::from_value::<LogFilter>(filter) {
         Ok(f) if f.validate(&["filter"]).is_ok() => Ok(f),
         Ok(_) => {
-            close(socket, "Invalid filter: text query is too long".into()).await;
+            close_protocol_error(socket, "Invalid filter: text query is too long".into()).await;
             Err("invalid filter")
         }
         Err(e) => {
-            close(socket, format!("Invalid filter: {e}")).await;
+            close_protocol_error(socket, format!("Invalid filter: {e}")).await;
             Err("invalid filter")
         }
     }
