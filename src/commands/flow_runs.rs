@@ -321,12 +321,12 @@ pub async fn create_in_tx(
 /// first, so two runs claiming its last slot are decided one after the other.
 async fn deployment_slots(conn: &mut AnyConnection, dialect: Dialect, run: &FlowRunSnapshot) -> ApiResult<Option<DeploymentSlots>> {
     let Some(deployment_id) = run.deployment_id else { return Ok(None) };
-    let row = sqlx::query(&dialect.rewrite("SELECT concurrency_limit, concurrency_options FROM deployment WHERE id = $1"))
+    let row = sqlx::query(&dialect.rewrite("SELECT concurrency_options FROM deployment WHERE id = $1"))
         .bind(deployment_id.to_string())
         .fetch_optional(&mut *conn)
         .await?;
     let Some(row) = row else { return Ok(None) };
-    let options: Value = row.try_get::<Option<String>, _>(1)?.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
+    let options: Value = row.try_get::<Option<String>, _>(0)?.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
     // The deployment's own v2 limit, locked so concurrent claims (and slot
     // increments through the v2 routes) are serialised.
     let name = crate::server_model::concurrency_limits::deployment_limit_name(deployment_id);

@@ -16,7 +16,7 @@ use crate::api::error::{ApiResult, AppError};
 use crate::db::{Db, Dialect};
 use crate::eventlog::{lock_stream, StreamRef, StreamType, DEFAULT_WORKSPACE};
 use crate::orchestration::concurrency_limits::WaitSettings;
-use crate::server_model::concurrency_limits::{limit_row, limit_state, limits_for_tags, limits_named, row_id, LimitRef};
+use crate::server_model::concurrency_limits::{limit_row, limit_state, limits_for_tags, row_id, LimitRef};
 
 /// Prefect's `V1_LEASE_TTL`.
 pub const V1_LEASE_SECONDS: f64 = 100.0 * 365.0 * 86400.0;
@@ -155,12 +155,18 @@ pub async fn increment(db: &Db, tags: Vec<String>, task_run_id: Uuid) -> ApiResu
             for row in &rows {
                 lock_stream(conn, dialect, &StreamRef::new(StreamType::ConcurrencyLimit, row_id(row))).await?;
             }
+            // Read again, once, under the locks: the counters may have moved.
+            let locked: std::collections::HashMap<String, Map<String, Value>> = limits_for_tags(conn, dialect, &tags)
+                .await?
+                .into_iter()
+                .map(|row| (row.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(), row))
+                .collect();
             let at = now();
             let mut taken = Vec::new();
             let mut results = Vec::new();
             for tag in &tags {
-                let Some(row) = limits_named(conn, dialect, &[tag_name(tag)]).await?.into_iter().next() else { continue };
-                let state = limit_state(conn, dialect, &row, at, None).await?;
+                let Some(row) = locked.get(&tag_name(tag)) else { continue };
+                let state = limit_state(conn, dialect, row, at, None).await?;
                 if state.limit == 0 {
                     let detail = format!("The concurrency limit on tag \"{tag}\" is 0 and will deadlock if the task tries to run again.");
                     return Ok(Err(Refused { detail, retry: false }));
