@@ -15,7 +15,7 @@ use sqlx::{AnyConnection, ColumnIndex, Connection, Database, Decode, Executor, I
 
 use crate::db::{Db, Dialect};
 use crate::eventlog::{decode_all, read_rows_in_order, RecordedEvent};
-use crate::projections::server::rebuild::Rebuild;
+use crate::projections::server::rebuild::{Decoded, Rebuild};
 use crate::projections::server::{self, TABLES};
 
 /// Row count and content hash of one table.
@@ -151,6 +151,10 @@ pub async fn rebuild_server(db: &Db, verify: bool) -> anyhow::Result<ReplayRepor
 /// it out there and the rest of the log goes through the per-event path
 /// ([`server::apply`], on the `Any` driver), which continues from the rows
 /// it left; the COPY rebuild then rolls back and leaves the log to it.
+///
+/// The live model is fingerprinted and emptied while the log is folded:
+/// the fold reads the log on its own connection and never touches the
+/// tables, so the database's fingerprint work overlaps the fold's CPU.
 pub async fn rebuild_server_with(db: &Db, verify: bool, max_rows: usize) -> anyhow::Result<ReplayReport> {
     if let Some(mut conn) = db.connect_postgres().await? {
         let report = rebuild_with_copy(db, &mut conn, verify, max_rows).await?;
@@ -167,9 +171,9 @@ pub async fn rebuild_server_with(db: &Db, verify: bool, max_rows: usize) -> anyh
 /// (and nothing changed) if the model outgrew `max_rows`.
 async fn rebuild_with_copy(db: &Db, conn: &mut PgConnection, verify: bool, max_rows: usize) -> anyhow::Result<Option<ReplayReport>> {
     let mut tx = conn.begin().await?;
-    let before = fingerprint_and_empty(&mut *tx, Dialect::Postgres).await?;
     let mut batches = read_ahead(db.clone());
-    let folded = fold_log(&mut batches, max_rows).await?;
+    let (before, folded) = tokio::join!(fingerprint_and_empty(&mut *tx, Dialect::Postgres), fold_log(&mut batches, max_rows));
+    let (before, folded) = (before?, folded?);
     if folded.rest.is_some() {
         tx.rollback().await?;
         return Ok(None);
@@ -186,9 +190,9 @@ async fn rebuild_with_copy(db: &Db, conn: &mut PgConnection, verify: bool, max_r
 async fn rebuild_with_inserts(db: &Db, verify: bool, max_rows: usize) -> anyhow::Result<ReplayReport> {
     let dialect = db.dialect;
     let mut tx = db.begin_write().await?;
-    let before = fingerprint_and_empty(&mut *tx, dialect).await?;
     let mut batches = read_ahead(db.clone());
-    let folded = fold_log(&mut batches, max_rows).await?;
+    let (before, folded) = tokio::join!(fingerprint_and_empty(&mut *tx, dialect), fold_log(&mut batches, max_rows));
+    let (before, folded) = (before?, folded?);
     let mut events = folded.events;
     let started = std::time::Instant::now();
     let rows = folded.rebuild.write(&mut tx, dialect).await?;
@@ -196,7 +200,7 @@ async fn rebuild_with_inserts(db: &Db, verify: bool, max_rows: usize) -> anyhow:
     if let Some(rest) = folded.rest {
         events += apply_all(&mut tx, dialect, rest).await?;
         while let Some(batch) = batches.recv().await {
-            events += apply_all(&mut tx, dialect, batch?).await?;
+            events += apply_all(&mut tx, dialect, batch?.into_iter().map(|d| d.event).collect()).await?;
         }
     }
     let (before, after) = finish(tx, db, before, verify).await?;
@@ -249,7 +253,7 @@ async fn fold_log(batches: &mut Batches, max_rows: usize) -> anyhow::Result<Fold
         let fold_started = std::time::Instant::now();
         tracing::debug!(model = "server", events = batch.len(), "replay batch");
         let mut full_after = None;
-        for (i, event) in batch.iter().enumerate() {
+        for (i, event) in batch.iter_mut().enumerate() {
             rebuild.fold(event)?;
             if rebuild.rows_held() >= max_rows {
                 full_after = Some(i + 1);
@@ -257,7 +261,7 @@ async fn fold_log(batches: &mut Batches, max_rows: usize) -> anyhow::Result<Fold
             }
         }
         events += full_after.unwrap_or(batch.len()) as i64;
-        rest = full_after.map(|i| batch.split_off(i));
+        rest = full_after.map(|i| batch.split_off(i).into_iter().map(|d| d.event).collect());
         drop_in_background(batch);
         folding += fold_started.elapsed();
         if rest.is_some() {
@@ -281,7 +285,7 @@ async fn apply_all(conn: &mut AnyConnection, dialect: Dialect, batch: Vec<Record
 
 /// Frees a batch on a blocking thread: freeing a batch's JSON trees took a
 /// tenth of the replay's CPU, on the fold's thread.
-fn drop_in_background(batch: Vec<RecordedEvent>) {
+fn drop_in_background<T: Send + 'static>(batch: Vec<T>) {
     tokio::task::spawn_blocking(move || drop(batch));
 }
 
@@ -325,7 +329,7 @@ where
 }
 
 /// Decoded batches of the log, in order, from [`read_ahead`].
-type Batches = tokio::sync::mpsc::Receiver<Result<Vec<RecordedEvent>, sqlx::Error>>;
+type Batches = tokio::sync::mpsc::Receiver<Result<Vec<Decoded>, sqlx::Error>>;
 
 /// Events read from the log per query.
 const REPLAY_BATCH: i64 = 5000;
@@ -349,10 +353,10 @@ fn read_ahead(db: Db) -> Batches {
 
 /// [`read_ahead`]'s task: fetches batches and hands each to a decoder,
 /// sending the decoded batches in order.
-async fn feed(db: &Db, sender: &tokio::sync::mpsc::Sender<Result<Vec<RecordedEvent>, sqlx::Error>>) -> Result<(), sqlx::Error> {
+async fn feed(db: &Db, sender: &tokio::sync::mpsc::Sender<Result<Vec<Decoded>, sqlx::Error>>) -> Result<(), sqlx::Error> {
     let mut conn = db.reader().acquire().await?;
     let mut after_position = 0;
-    let mut decoding: Option<tokio::task::JoinHandle<Result<Vec<RecordedEvent>, sqlx::Error>>> = None;
+    let mut decoding: Option<tokio::task::JoinHandle<Result<Vec<Decoded>, sqlx::Error>>> = None;
     loop {
         let (rows, last) = read_rows_in_order(&mut conn, db.dialect, after_position, REPLAY_BATCH).await?;
         if let Some(previous) = decoding.take() {
@@ -363,8 +367,23 @@ async fn feed(db: &Db, sender: &tokio::sync::mpsc::Sender<Result<Vec<RecordedEve
         }
         let Some(last) = last else { return Ok(()) };
         after_position = last;
-        decoding = Some(tokio::task::spawn_blocking(move || decode_all(&rows)));
+        decoding = Some(tokio::spawn(decode_in_halves(rows)));
     }
+}
+
+/// Decodes a fetched batch on two blocking threads, a half each: decoding
+/// (JSON parsing and the rows built ahead for the fold) costs more than the
+/// fold itself, so one decoding thread would hold the fold back.
+async fn decode_in_halves(mut rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<Decoded>, sqlx::Error> {
+    let second = rows.split_off(rows.len() / 2);
+    let decode = |rows: Vec<sqlx::any::AnyRow>| {
+        tokio::task::spawn_blocking(move || -> Result<Vec<Decoded>, sqlx::Error> { Ok(decode_all(&rows)?.into_iter().map(Decoded::new).collect()) })
+    };
+    let (first, second) = tokio::join!(decode(rows), decode(second));
+    let failed = |e: tokio::task::JoinError| sqlx::Error::Protocol(format!("decoding the log failed: {e}"));
+    let mut first = first.map_err(failed)??;
+    first.extend(second.map_err(failed)??);
+    Ok(first)
 }
 
 /// Rebuilds the events model: empties it, rewinds the projector's

@@ -18,12 +18,13 @@ use crate::server_events::{
 use crate::server_model::documents::Table;
 use crate::time::fmt_ts;
 
-/// Applies `event` to `model` as [`super::super::apply`] applies it to the tables.
-pub fn fold(model: &mut Model, event: &RecordedEvent) -> Result<(), ProjectionError> {
+/// Applies `event` to `model` as [`super::super::apply`] applies it to the
+/// tables; `rows` are its [`recorder_rows`] if they were built ahead.
+pub fn fold(model: &mut Model, event: &RecordedEvent, rows: Option<RecorderRows>) -> Result<(), ProjectionError> {
     match event.stream.stream_type {
         StreamType::Flow => flow(model, event),
         StreamType::FlowRun => flow_run(model, event),
-        StreamType::TaskRun => task_run(model, event),
+        StreamType::TaskRun => task_run(model, event, rows),
         StreamType::LogBatch => {
             for row in logs::rows(event, payload(event)?) {
                 insert_or_skip(model, "log", row);
@@ -131,7 +132,7 @@ fn flow_run(model: &mut Model, event: &RecordedEvent) -> Result<(), ProjectionEr
     Ok(())
 }
 
-fn task_run(model: &mut Model, event: &RecordedEvent) -> Result<(), ProjectionError> {
+fn task_run(model: &mut Model, event: &RecordedEvent, rows: Option<RecorderRows>) -> Result<(), ProjectionError> {
     let id = event.stream.id.to_string();
     match event.event_type.as_str() {
         TASK_RUN_CREATED => {
@@ -154,25 +155,63 @@ fn task_run(model: &mut Model, event: &RecordedEvent) -> Result<(), ProjectionEr
                 model.push_cache(row);
             }
         }
-        _ => record_client_event(model, event),
+        _ => record_client_event(model, event, rows),
     }
     Ok(())
 }
 
+/// A client task-run event's rows, built from its payload before the fold
+/// (on the thread that decodes the log), so that the fold, which must run
+/// in log order on one thread, only looks the run up and applies them.
+#[derive(Debug)]
+pub struct RecorderRows {
+    /// The task run id the event names.
+    id: String,
+    /// Its natural key, when the row it would create has one.
+    key: Option<(String, String, String)>,
+    /// The new state's timestamp (stored text form).
+    state_ts: String,
+    /// When the event was recorded in the log (stored text form).
+    received: String,
+    /// The task_run columns the event sets (`row_columns`).
+    cols: Cols,
+    /// The `task_run_state` row, for the task run `id`.
+    state: Cols,
+}
+
+/// Does `fold` hand this event to the task-run recorder?
+fn is_client_event(event: &RecordedEvent) -> bool {
+    event.stream.stream_type == StreamType::TaskRun
+        && ![TASK_RUN_CREATED, TASK_RUN_UPDATED, TASK_RUN_DELETED].contains(&event.event_type.as_str())
+        && event.payload.get("run").is_none()
+}
+
+/// The recorder's rows for `event`, when `fold` records it as a client
+/// task-run event and it parses; pure, so it can run ahead of the fold.
+pub fn recorder_rows(event: &RecordedEvent) -> Option<RecorderRows> {
+    if !is_client_event(event) {
+        return None;
+    }
+    let ev = task_run_recorder::parse(event.payload.get("event")?, event.event_id)?;
+    let received = fmt_ts(event.occurred);
+    let id = ev.task_run_id.to_string();
+    Some(RecorderRows {
+        key: task_run_recorder::natural_key(&ev),
+        state_ts: fmt_ts(ev.state.timestamp),
+        cols: task_run_recorder::row_columns(&ev, event.stream_version),
+        state: state_row("task_run_id", id.clone(), &ev.state, received.clone()),
+        received,
+        id,
+    })
+}
+
 /// The recorder's per-event logic (`task_run_recorder::apply`): find the
 /// task run by id, else by natural key; overwrite it only with a newer
-/// state, or create it; record the state either way.
-fn record_client_event(model: &mut Model, event: &RecordedEvent) {
-    let Some(ev) = event.payload.get("event").and_then(|e| task_run_recorder::parse(e, event.event_id)) else { return };
-    let received = fmt_ts(event.occurred);
-    let state_ts = fmt_ts(ev.state.timestamp);
-    let mut cols = task_run_recorder::row_columns(&ev, event.stream_version);
-    let id = ev.task_run_id.to_string();
-    let existing = if model.contains("task_run", &id) {
-        Some(id.clone())
-    } else {
-        task_run_recorder::natural_key(&ev).and_then(|k| model.task_run_by_key(&k).map(str::to_owned))
-    };
+/// state, or create it; record the state either way. `rows` are the
+/// event's [`recorder_rows`], when they were built ahead.
+fn record_client_event(model: &mut Model, event: &RecordedEvent, rows: Option<RecorderRows>) {
+    let Some(RecorderRows { id, key, state_ts, received, mut cols, mut state }) = rows.or_else(|| recorder_rows(event)) else { return };
+    let existing = if model.contains("task_run", &id) { Some(id.clone()) } else { key.and_then(|k| model.task_run_by_key(&k).map(str::to_owned)) };
     let run_id = match existing {
         Some(existing) => {
             let newer = model
@@ -187,12 +226,15 @@ fn record_client_event(model: &mut Model, event: &RecordedEvent) {
         None => {
             let mut row: Cols = vec![("updated", Bind::Text(received.clone()))];
             row.extend(cols);
-            let row = task_run_recorder::new_row(&id, &event.workspace_id.to_string(), received.clone(), row);
+            let row = task_run_recorder::new_row(&id, &event.workspace_id.to_string(), received, row);
             insert_or_skip(model, "task_run", row);
             id
         }
     };
-    insert_or_skip(model, "task_run_state", state_row("task_run_id", run_id, &ev.state, received));
+    if let Some(slot) = state.iter_mut().find(|(c, _)| *c == "task_run_id") {
+        slot.1 = Bind::Text(run_id);
+    }
+    insert_or_skip(model, "task_run_state", state);
 }
 
 fn document(model: &mut Model, table: &'static Table, event: &RecordedEvent) -> Result<(), ProjectionError> {
@@ -300,7 +342,7 @@ mod tests {
     fn folded(events: &[RecordedEvent]) -> Model {
         let mut model = Model::default();
         for e in events {
-            fold(&mut model, e).unwrap();
+            fold(&mut model, e, None).unwrap();
         }
         model
     }
@@ -367,6 +409,38 @@ mod tests {
     }
 
     #[test]
+    fn rows_built_ahead_fold_to_the_same_model_as_rows_built_in_the_fold() {
+        // Given client events that create, update, and find a run by natural key
+        let (tr, fr, other) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let events = [
+            client_event(tr, fr, "k", "RUNNING", "2026-01-01T00:00:01.000000Z"),
+            client_event(tr, fr, "k", "COMPLETED", "2026-01-01T00:00:02.000000Z"),
+            client_event(other, fr, "k", "FAILED", "2026-01-01T00:00:03.000000Z"),
+        ];
+        // When they are folded with their recorder rows built ahead
+        let mut ahead = Model::default();
+        for e in &events {
+            let rows = recorder_rows(e);
+            assert!(rows.is_some());
+            fold(&mut ahead, e, rows).unwrap();
+        }
+        // Then the model is the one the fold builds by itself
+        let mut tables = ahead.into_tables();
+        let mut inline = folded(&events).into_tables();
+        for rows in tables.iter_mut().chain(inline.iter_mut()) {
+            rows.1.sort_by_key(|r| r.text("id").map(str::to_owned));
+        }
+        assert_eq!(tables, inline);
+    }
+
+    #[test]
+    fn only_client_task_run_events_get_recorder_rows() {
+        let run = Uuid::now_v7();
+        assert!(recorder_rows(&state_set(StreamType::TaskRun, run, 2, "RUNNING", T0, json!({}))).is_none());
+        assert!(recorder_rows(&flow_run_created(run, Uuid::now_v7(), None)).is_none());
+    }
+
+    #[test]
     fn deleting_a_flow_deletes_its_runs_task_runs_states_and_deployments_only() {
         // Given two flows with a run each, a task run with a state, and a
         // deployment with a schedule on the doomed one
@@ -428,6 +502,6 @@ mod tests {
     fn a_malformed_payload_is_an_error_not_a_panic() {
         let mut model = Model::default();
         let bad = event(StreamType::Flow, Uuid::now_v7(), 1, FLOW_CREATED, T0, json!({"flow": 3}));
-        assert!(matches!(fold(&mut model, &bad), Err(ProjectionError::Payload(..))));
+        assert!(matches!(fold(&mut model, &bad, None), Err(ProjectionError::Payload(..))));
     }
 }

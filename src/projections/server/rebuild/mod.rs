@@ -24,6 +24,23 @@ use super::ProjectionError;
 use crate::db::Dialect;
 use crate::eventlog::RecordedEvent;
 
+/// A log entry decoded for the fold, with the rows the fold would build
+/// from its payload built ahead where that is pure (client task-run
+/// events, most of a busy log), so that the decoding thread does that work
+/// and the fold's thread, the replay's bottleneck, does less.
+#[derive(Debug)]
+pub struct Decoded {
+    pub event: RecordedEvent,
+    rows: Option<fold::RecorderRows>,
+}
+
+impl Decoded {
+    pub fn new(event: RecordedEvent) -> Decoded {
+        let rows = fold::recorder_rows(&event);
+        Decoded { event, rows }
+    }
+}
+
 /// The server model being rebuilt in memory.
 #[derive(Debug, Default)]
 pub struct Rebuild {
@@ -32,8 +49,8 @@ pub struct Rebuild {
 
 impl Rebuild {
     /// Applies one event (in log order) to the model.
-    pub fn fold(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
-        fold::fold(&mut self.model, event)
+    pub fn fold(&mut self, decoded: &mut Decoded) -> Result<(), ProjectionError> {
+        fold::fold(&mut self.model, &decoded.event, decoded.rows.take())
     }
 
     /// Rows inserted into the model so far (deleted ones included): a
