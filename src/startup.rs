@@ -35,7 +35,7 @@ impl Application {
             set.spawn(crate::services::run_as_leader(db.clone(), broker.clone(), settings.clone()));
             set
         });
-        Ok(Application { listener, state: AppState { db, settings: Arc::new(settings), broker }, services })
+        Ok(Application { listener, state: AppState { db, settings: Arc::new(settings), broker, task_workers: Default::default() }, services })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

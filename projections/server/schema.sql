@@ -321,3 +321,22 @@ CREATE TABLE IF NOT EXISTS concurrency_lease (
     version         BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ix_concurrency_lease__expiration ON concurrency_lease (expiration);
+
+-- Deliveries of deferred (background) task runs to task workers: one row
+-- per SCHEDULED state handed out (its id is that state's id), so a
+-- scheduling is claimed by one subscriber across all API processes.
+-- `released` (0/1) marks one whose worker left before acknowledging it.
+CREATE TABLE IF NOT EXISTS task_run_delivery (
+    id              TEXT PRIMARY KEY,
+    workspace_id    TEXT NOT NULL,
+    created         TEXT NOT NULL,
+    updated         TEXT NOT NULL,
+    task_run_id     TEXT NOT NULL,
+    task_key        TEXT NOT NULL,
+    client_id       TEXT NOT NULL,
+    released        BIGINT NOT NULL DEFAULT 0,
+    version         BIGINT NOT NULL
+);
+-- Deferred runs waiting for a task worker are found by key among the
+-- SCHEDULED ones; partial, so other task runs cost this index nothing.
+CREATE INDEX IF NOT EXISTS ix_task_run__scheduled_task_key ON task_run (task_key) WHERE state_type = 'SCHEDULED';

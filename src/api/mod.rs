@@ -23,7 +23,9 @@ mod logs_download;
 mod run_states;
 mod saved_searches;
 pub mod task_run_states;
+mod task_run_subscriptions;
 pub mod task_runs;
+pub mod task_workers;
 mod ui;
 pub mod variables;
 mod version_check;
@@ -50,6 +52,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Live events from every process (`/events/out`).
     pub broker: Arc<dyn crate::broker::Broker>,
+    /// Task workers subscribed through this process (`/task_workers/filter`).
+    pub task_workers: Arc<task_workers::TaskWorkers>,
 }
 
 /// The whole HTTP surface.
@@ -63,6 +67,8 @@ pub fn router(state: AppState) -> Router {
         .merge(flow_run_inputs::router())
         .merge(task_runs::router())
         .merge(task_run_states::router())
+        .merge(task_run_subscriptions::router())
+        .merge(task_workers::router())
         .merge(history::router())
         .merge(ui::router())
         .merge(logs::router())

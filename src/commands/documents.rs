@@ -26,6 +26,7 @@ fn kind(stream_type: StreamType) -> &'static str {
         StreamType::SavedSearch => "saved-search",
         StreamType::ConcurrencyLimit => "concurrency-limit",
         StreamType::ConcurrencyLease => "concurrency-lease",
+        StreamType::TaskRunDelivery => "task-run-delivery",
         _ => "document",
     }
 }

@@ -15,6 +15,7 @@ pub mod names;
 pub mod saved_searches;
 pub mod schedule_patch;
 pub mod tag_concurrency_limits;
+pub mod task_run_delivery;
 pub mod task_runs;
 pub mod variables;
 pub mod work_pools;

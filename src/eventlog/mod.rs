@@ -37,6 +37,8 @@ pub enum StreamType {
     SavedSearch,
     ConcurrencyLimit,
     ConcurrencyLease,
+    /// A deferred task run's delivery to a task worker (one per SCHEDULED state).
+    TaskRunDelivery,
 }
 
 impl StreamType {
@@ -57,6 +59,7 @@ impl StreamType {
             StreamType::SavedSearch => "saved_search",
             StreamType::ConcurrencyLimit => "concurrency_limit",
             StreamType::ConcurrencyLease => "concurrency_lease",
+            StreamType::TaskRunDelivery => "task_run_delivery",
         }
     }
 
@@ -77,6 +80,7 @@ impl StreamType {
             StreamType::SavedSearch,
             StreamType::ConcurrencyLimit,
             StreamType::ConcurrencyLease,
+            StreamType::TaskRunDelivery,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)

@@ -172,6 +172,15 @@ pub const CONCURRENCY_LEASE: Table = Table {
     fields: &[f("resource_ids", Json), f("slots", Int), f("holder", Json), f("expiration", Text)],
 };
 
+/// A deferred task run handed to a task worker. Its id is the id of the
+/// SCHEDULED state it was delivered in, so each scheduling of a run is
+/// claimed by exactly one subscriber (the stream can be created once);
+/// `released` puts it back when the worker went away before its ack.
+pub const TASK_RUN_DELIVERY: Table = Table {
+    name: "task_run_delivery",
+    fields: &[f("task_run_id", Text), f("task_key", Text), f("client_id", Text), f("released", Bool)],
+};
+
 impl Table {
     /// `t.id, t.created, t.updated, t.<columns>...` for a SELECT.
     pub fn select_list(&self, alias: &str) -> String {

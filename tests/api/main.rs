@@ -15,5 +15,6 @@ mod handshake;
 mod replay;
 mod run_monitors;
 mod set_state_race;
+mod task_run_subscriptions;
 mod variables;
 mod worker_channel;

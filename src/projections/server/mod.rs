@@ -45,6 +45,7 @@ pub const TABLES: &[&str] = &[
     "saved_search",
     "concurrency_limit_v2",
     "concurrency_lease",
+    "task_run_delivery",
     "flow",
 ];
 
