@@ -25,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .route("/hello", get(|| async { Json("👋") }))
         .route("/ready", get(ready))
         .route("/admin/version", get(|| async { Json(PREFECT_VERSION) }))
+        .route("/admin/settings", get(super::admin_settings::read_settings))
         .route("/admin/storage", get(read_storage))
         .route("/csrf-token", get(csrf_token))
 }

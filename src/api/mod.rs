@@ -2,6 +2,7 @@
 //! Prefect router.
 
 pub mod admin;
+mod admin_settings;
 mod automations;
 mod body;
 pub mod concurrency_limits;

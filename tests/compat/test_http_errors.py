@@ -185,3 +185,20 @@ def test_admin_storage(http):
     resp = http.get("/admin/storage")
     assert resp.status_code == 200
     assert resp.json() == {"default_result_storage_block_id": None}
+
+
+def test_admin_settings_has_prefects_shape_for_the_server_settings(http):
+    # The UI's dashboard reads this; both servers run with default loops here.
+    resp = http.get("/admin/settings")
+    assert resp.status_code == 200
+    server = resp.json()["server"]
+    assert server["services"]["scheduler"]["loop_seconds"] == 60.0
+    assert server["services"]["scheduler"]["max_scheduled_time"] == "P100D"
+    assert server["services"]["late_runs"]["after_seconds"] == "PT15S"
+    assert server["services"]["repossessor"]["enabled"] is True
+    assert server["api"]["default_limit"] == 200
+    assert server["api"]["csrf_protection_enabled"] is False
+    assert server["events"]["retention_period"] == "P7D"
+    assert server["flow_run_graph"]["max_nodes"] == 10000
+    assert "connection_url" in server["database"]
+    assert "postgres" not in str(server["database"]["connection_url"])
