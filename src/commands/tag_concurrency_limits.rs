@@ -162,15 +162,20 @@ pub async fn increment(db: &Db, tags: Vec<String>, task_run_id: Uuid) -> ApiResu
                 .map(|row| (row.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(), row))
                 .collect();
             let at = now();
+            let mut states = Vec::with_capacity(tags.len());
+            for tag in &tags {
+                if let Some(row) = locked.get(&tag_name(tag)) {
+                    states.push((tag, limit_state(conn, dialect, row, at, None).await?));
+                }
+            }
+            // As Prefect: every zero limit is checked before any availability.
+            if let Some((tag, _)) = states.iter().find(|(_, state)| state.limit == 0) {
+                let detail = format!("The concurrency limit on tag \"{tag}\" is 0 and will deadlock if the task tries to run again.");
+                return Ok(Err(Refused { detail, retry: false }));
+            }
             let mut taken = Vec::new();
             let mut results = Vec::new();
-            for tag in &tags {
-                let Some(row) = locked.get(&tag_name(tag)) else { continue };
-                let state = limit_state(conn, dialect, row, at, None).await?;
-                if state.limit == 0 {
-                    let detail = format!("The concurrency limit on tag \"{tag}\" is 0 and will deadlock if the task tries to run again.");
-                    return Ok(Err(Refused { detail, retry: false }));
-                }
+            for (tag, state) in states {
                 if !state.active {
                     continue;
                 }

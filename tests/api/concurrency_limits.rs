@@ -216,6 +216,14 @@ both_backends!(task_runs_take_tag_slots_through_set_state, |app: TestApp| async 
     assert_eq!(aborted["status"], "ABORT", "{aborted}");
     assert_eq!(aborted["details"]["reason"], "The concurrency limit on tag \"other\" is 0 and will deadlock if the task tries to run again.");
 
+    // The v1 route checks every zero limit before any availability, as
+    // Prefect does: `gpu` is full, but the answer names `other`'s 0.
+    let body = json!({"names": ["gpu", "other"], "task_run_id": uuid::Uuid::new_v4()});
+    let (status, refused, retry) = app.send(reqwest::Method::POST, "/concurrency_limits/increment", body).await;
+    assert_eq!(status, 423, "{refused}");
+    assert_eq!(refused["detail"], "The concurrency limit on tag \"other\" is 0 and will deadlock if the task tries to run again.");
+    assert!(retry.is_none(), "a zero limit is not worth retrying: {retry:?}");
+
     let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
     assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
 });
