@@ -340,3 +340,41 @@ CREATE TABLE IF NOT EXISTS task_run_delivery (
 -- Deferred runs waiting for a task worker are found by key among the
 -- SCHEDULED ones; partial, so other task runs cost this index nothing.
 CREATE INDEX IF NOT EXISTS ix_task_run__scheduled_task_key ON task_run (task_key) WHERE state_type = 'SCHEDULED';
+
+-- Artifacts (Prefect's `artifacts` router); `data` and `metadata_` are JSON
+-- text. `key` is optional; keyed artifacts also update `artifact_collection`.
+CREATE TABLE IF NOT EXISTS artifact (
+    id              TEXT PRIMARY KEY,
+    workspace_id    TEXT NOT NULL,
+    created         TEXT NOT NULL,
+    updated         TEXT NOT NULL,
+    key             TEXT,
+    type            TEXT,
+    description     TEXT,
+    data            TEXT,
+    metadata_       TEXT,
+    flow_run_id     TEXT,
+    task_run_id     TEXT,
+    version         BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_artifact__key_created ON artifact (key, created);
+CREATE INDEX IF NOT EXISTS ix_artifact__flow_run_id ON artifact (flow_run_id);
+CREATE INDEX IF NOT EXISTS ix_artifact__task_run_id ON artifact (task_run_id);
+
+-- The latest artifact of each key, with a copy of its fields.
+CREATE TABLE IF NOT EXISTS artifact_collection (
+    id              TEXT PRIMARY KEY,
+    workspace_id    TEXT NOT NULL,
+    created         TEXT NOT NULL,
+    updated         TEXT NOT NULL,
+    key             TEXT NOT NULL,
+    latest_id       TEXT NOT NULL,
+    type            TEXT,
+    description     TEXT,
+    data            TEXT,
+    metadata_       TEXT,
+    flow_run_id     TEXT,
+    task_run_id     TEXT,
+    version         BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_artifact_collection__workspace_key ON artifact_collection (workspace_id, key);

@@ -218,7 +218,7 @@ struct GraphQuery {
 /// `GET /flow_runs/{id}/graph-v2`: the run's task and subflow runs as
 /// Prefect's `Graph` (`server_model::flow_run_graph`).
 async fn graph_v2(State(state): State<AppState>, Path(id): Path<String>, axum::extract::Query(q): axum::extract::Query<GraphQuery>) -> ApiResult<Response> {
-    use crate::server_model::flow_run_graph::{build_nodes, load_rows, load_states, node_json, TooLarge};
+    use crate::server_model::flow_run_graph::{build_nodes, load_artifacts, load_rows, load_states, node_json, TooLarge};
     let id = path_id(&id)?.to_string();
     let since = match q.since.as_deref() {
         None => String::new(),
@@ -243,12 +243,13 @@ async fn graph_v2(State(state): State<AppState>, Path(id): Path<String>, axum::e
         Err(TooLarge) => return Err(AppError::Detail(StatusCode::BAD_REQUEST, format!("The graph of flow run {id} has more than {max} nodes."))),
     };
     let roots: Vec<&str> = nodes.iter().filter(|n| n.parents.is_empty()).map(|n| n.row.id.as_str()).collect();
+    let artifacts = load_artifacts(&mut conn, dialect, &id).await?;
     let graph = json!({
         "start_time": col("start_time").or_else(|| col("expected_start_time")),
         "end_time": col("end_time"),
         "root_node_ids": roots,
-        "nodes": nodes.iter().map(node_json).collect::<Vec<_>>(),
-        "artifacts": [],
+        "nodes": nodes.iter().map(|n| node_json(n, &artifacts)).collect::<Vec<_>>(),
+        "artifacts": artifacts.get(&None).cloned().unwrap_or_default(),
         "states": load_states(&mut conn, dialect, &id).await?,
     });
     Ok(Json(graph).into_response())

@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod admin_settings;
+mod artifacts;
 mod automations;
 mod body;
 pub mod concurrency_limits;
@@ -70,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .merge(task_run_states::router())
         .merge(task_run_subscriptions::router())
         .merge(task_workers::router())
+        .merge(artifacts::router())
         .merge(history::router())
         .merge(ui::router())
         .merge(logs::router())

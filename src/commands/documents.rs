@@ -27,6 +27,8 @@ fn kind(stream_type: StreamType) -> &'static str {
         StreamType::ConcurrencyLimit => "concurrency-limit",
         StreamType::ConcurrencyLease => "concurrency-lease",
         StreamType::TaskRunDelivery => "task-run-delivery",
+        StreamType::Artifact => "artifact",
+        StreamType::ArtifactCollection => "artifact-collection",
         _ => "document",
     }
 }

@@ -3,6 +3,7 @@
 //! orchestration code), appends the resulting events and projects them
 //! inline. Handlers stay thin; the log stays the source of truth.
 
+pub mod artifacts;
 pub mod client_events;
 pub mod concurrency_limits;
 pub mod flow_run_inputs;

@@ -39,6 +39,9 @@ pub enum StreamType {
     ConcurrencyLease,
     /// A deferred task run's delivery to a task worker (one per SCHEDULED state).
     TaskRunDelivery,
+    Artifact,
+    /// The latest artifact of a key (Prefect's `artifact_collection`).
+    ArtifactCollection,
 }
 
 impl StreamType {
@@ -60,6 +63,8 @@ impl StreamType {
             StreamType::ConcurrencyLimit => "concurrency_limit",
             StreamType::ConcurrencyLease => "concurrency_lease",
             StreamType::TaskRunDelivery => "task_run_delivery",
+            StreamType::Artifact => "artifact",
+            StreamType::ArtifactCollection => "artifact_collection",
         }
     }
 
@@ -81,6 +86,8 @@ impl StreamType {
             StreamType::ConcurrencyLimit,
             StreamType::ConcurrencyLease,
             StreamType::TaskRunDelivery,
+            StreamType::Artifact,
+            StreamType::ArtifactCollection,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)

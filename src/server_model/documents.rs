@@ -181,6 +181,35 @@ pub const TASK_RUN_DELIVERY: Table = Table {
     fields: &[f("task_run_id", Text), f("task_key", Text), f("client_id", Text), f("released", Bool)],
 };
 
+/// An artifact (`metadata_` is JSON text, `data` any JSON).
+pub const ARTIFACT: Table = Table {
+    name: "artifact",
+    fields: &[
+        f("key", Text),
+        f("type", Text),
+        f("description", Text),
+        f("data", Json),
+        f("metadata_", Json),
+        f("flow_run_id", Text),
+        f("task_run_id", Text),
+    ],
+};
+
+/// The latest artifact of each key: a copy of its fields and `latest_id`.
+pub const ARTIFACT_COLLECTION: Table = Table {
+    name: "artifact_collection",
+    fields: &[
+        f("key", Text),
+        f("latest_id", Text),
+        f("type", Text),
+        f("description", Text),
+        f("data", Json),
+        f("metadata_", Json),
+        f("flow_run_id", Text),
+        f("task_run_id", Text),
+    ],
+};
+
 impl Table {
     /// `t.id, t.created, t.updated, t.<columns>...` for a SELECT.
     pub fn select_list(&self, alias: &str) -> String {

@@ -12,6 +12,7 @@
 //! The builders return [`Sql`] with `$n` placeholders; callers rewrite it with
 //! [`Dialect::rewrite`] and bind [`Sql::binds`] in order.
 
+mod artifacts;
 mod common;
 pub mod documents;
 mod flow_runs;
@@ -22,6 +23,7 @@ mod task_runs;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+pub use artifacts::{artifacts_where, ArtifactFilterBody};
 pub use common::{format_ts, Operator, StateType, Timestamp};
 pub use flow_runs::*;
 pub use flows::*;

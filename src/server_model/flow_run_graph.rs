@@ -28,8 +28,7 @@ pub struct GraphRow {
     pub task_inputs: Value,
 }
 
-/// A built node, in Prefect's `Node` shape (artifacts are always empty:
-/// this server keeps no artifacts).
+/// A built node, in Prefect's `Node` shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GraphNode {
     pub row: GraphRow,
@@ -152,8 +151,36 @@ pub async fn load_states(conn: &mut AnyConnection, dialect: Dialect, flow_run_id
     Ok(rows.iter().map(|r| json!({"id": text(r, "id"), "timestamp": text(r, "timestamp"), "type": text(r, "type"), "name": text(r, "name")})).collect())
 }
 
-/// A node as Prefect's `(id, Node)` pair.
-pub fn node_json(node: &GraphNode) -> Value {
+/// Prefect's `PREFECT_API_MAX_FLOW_RUN_GRAPH_ARTIFACTS` default.
+const MAX_ARTIFACTS: i64 = 10_000;
+
+/// The run's artifacts as Prefect's `GraphArtifact`s, by the task run
+/// that made them (`None`: the flow run itself), oldest first; result
+/// artifacts are left out and only progress artifacts carry their data.
+pub async fn load_artifacts(conn: &mut AnyConnection, dialect: Dialect, flow_run_id: &str) -> Result<HashMap<Option<String>, Vec<Value>>, sqlx::Error> {
+    let sql = dialect.rewrite(&format!(
+        "SELECT a.id, a.created, a.key, a.type, a.data, a.task_run_id, c.id AS latest_of FROM artifact a \
+         LEFT JOIN artifact_collection c ON c.key = a.key AND c.latest_id = a.id \
+         WHERE a.flow_run_id = $1 AND (a.type IS NULL OR a.type <> 'result') ORDER BY a.created, a.id LIMIT {MAX_ARTIFACTS}"
+    ));
+    let rows = sqlx::query(&sql).bind(flow_run_id.to_owned()).fetch_all(&mut *conn).await?;
+    let mut out: HashMap<Option<String>, Vec<Value>> = HashMap::new();
+    for r in &rows {
+        let kind = r.try_get::<Option<String>, _>("type")?;
+        let key = r.try_get::<Option<String>, _>("key")?;
+        let data = match kind.as_deref() {
+            Some("progress") => crate::server_model::json_col(r, "data"),
+            _ => Value::Null,
+        };
+        let is_latest = key.is_none() || r.try_get::<Option<String>, _>("latest_of")?.is_some();
+        let artifact = json!({"id": text(r, "id"), "created": text(r, "created"), "key": key, "type": kind, "is_latest": is_latest, "data": data});
+        out.entry(r.try_get::<Option<String>, _>("task_run_id")?).or_default().push(artifact);
+    }
+    Ok(out)
+}
+
+/// A node as Prefect's `(id, Node)` pair, with its artifacts.
+pub fn node_json(node: &GraphNode, artifacts: &HashMap<Option<String>, Vec<Value>>) -> Value {
     let edges = |ids: &[String]| Value::Array(ids.iter().map(|id| json!({"id": id})).collect());
     let r = &node.row;
     json!([r.id, {
@@ -166,7 +193,7 @@ pub fn node_json(node: &GraphNode) -> Value {
         "parents": edges(&node.parents),
         "children": edges(&node.children),
         "encapsulating": edges(&node.encapsulating),
-        "artifacts": [],
+        "artifacts": artifacts.get(&Some(r.id.clone())).cloned().unwrap_or_default(),
     }])
 }
 

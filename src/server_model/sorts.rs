@@ -218,3 +218,28 @@ pub fn deployment_order(sort: Option<&str>) -> Result<String, crate::server_mode
         }
     })
 }
+
+sort_enum!(
+    /// `ArtifactSort` and `ArtifactCollectionSort` (the same options); the
+    /// filter routes' default is `ID_DESC`.
+    ArtifactSort, default IdDesc, {
+        CreatedDesc => "CREATED_DESC",
+        UpdatedDesc => "UPDATED_DESC",
+        IdDesc => "ID_DESC",
+        KeyDesc => "KEY_DESC",
+        KeyAsc => "KEY_ASC",
+    }
+);
+
+impl ArtifactSort {
+    /// `ORDER BY` terms (without the keywords) for the table alias `t`.
+    pub fn order_by(self, t: &str) -> String {
+        match self {
+            ArtifactSort::CreatedDesc => terms(t, &[("{t}.created", true)]),
+            ArtifactSort::UpdatedDesc => terms(t, &[("{t}.updated", true)]),
+            ArtifactSort::IdDesc => terms(t, &[("{t}.id", true)]),
+            ArtifactSort::KeyDesc => terms(t, &[("{t}.key", true)]),
+            ArtifactSort::KeyAsc => terms(t, &[("{t}.key", false)]),
+        }
+    }
+}

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod artifacts;
 mod bad_input;
 mod concurrency_limits;
 mod dashboard;

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import httpx
 from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.server.schemas.graph import Graph
 
 
 @task
 def source() -> list[int]:
     # Not a small int: Prefect cannot track those as upstream results.
+    create_progress_artifact(progress=50.0)
     return [1, 2, 3]
 
 
@@ -32,6 +34,7 @@ def test_graph_v2_of_a_real_flow(uid, api_url):
 
     @flow(name=f"compat-graph-{uid}")
     def parent() -> int:
+        create_markdown_artifact(key=f"graph-{uid}", markdown="# run")
         a = source()
         b = double(a)
         outer()
@@ -74,3 +77,8 @@ def test_graph_v2_of_a_real_flow(uid, api_url):
     assert [s.type.value for s in graph.states][-1] == "COMPLETED"
     assert graph.start_time is not None and graph.end_time is not None
     assert all(node.state_type.value == "COMPLETED" for node in by_id.values())
+    # Artifacts: the flow run's own at the top, a task run's on its node;
+    # only progress artifacts carry their data.
+    assert [(a.key, a.type, a.is_latest, a.data) for a in graph.artifacts] == [(f"graph-{uid}", "markdown", True, None)]
+    assert [(a.key, a.type, a.is_latest, a.data) for a in src.artifacts] == [(None, "progress", True, 50.0)]
+    assert all(not node.artifacts for node in by_id.values() if node.id != src.id)

@@ -46,6 +46,8 @@ pub const TABLES: &[&str] = &[
     "concurrency_limit_v2",
     "concurrency_lease",
     "task_run_delivery",
+    "artifact_collection",
+    "artifact",
     "flow",
 ];
 

@@ -71,6 +71,22 @@ pub const WORKER_FILTER: &[FieldSpec] = &[
     spec("status", "status", Text, &["any_", "not_any_"]),
 ];
 
+pub const ARTIFACT_FILTER: &[FieldSpec] = &[
+    spec("id", "id", Uuid, &["any_"]),
+    spec("key", "key", Text, &["any_", "like_", "exists_"]),
+    spec("flow_run_id", "flow_run_id", Uuid, &["any_"]),
+    spec("task_run_id", "task_run_id", Uuid, &["any_"]),
+    spec("type", "type", Text, &["any_", "not_any_"]),
+];
+
+pub const ARTIFACT_COLLECTION_FILTER: &[FieldSpec] = &[
+    spec("latest_id", "latest_id", Uuid, &["any_"]),
+    spec("key", "key", Text, &["any_", "like_", "exists_"]),
+    spec("flow_run_id", "flow_run_id", Uuid, &["any_"]),
+    spec("task_run_id", "task_run_id", Uuid, &["any_"]),
+    spec("type", "type", Text, &["any_", "not_any_"]),
+];
+
 fn invalid(loc: &[&str], msg: impl Into<String>) -> FilterError {
     FilterError::Invalid { loc: loc.iter().map(|s| s.to_string()).collect(), msg: msg.into() }
 }
@@ -174,6 +190,8 @@ pub(crate) fn compile(ctx: &mut Ctx, filter: &Value, fields: &[FieldSpec], t: &s
                     p.push(format!("{col} = {ph}"));
                 }
                 (_, "is_null_") => p.push(null_check(&col, v.as_bool().unwrap_or(false))),
+                // `exists_: true` is `IS NOT NULL`.
+                (_, "exists_") => p.push(null_check(&col, !v.as_bool().unwrap_or(true))),
                 (Int, "ge_") | (Int, "le_") => {
                     let n = v.as_i64().ok_or_else(|| invalid(&at2, "Input should be a valid integer"))?;
                     let cmp = if op_key == "ge_" { ">=" } else { "<=" };
