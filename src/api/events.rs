@@ -85,6 +85,18 @@ pub(super) async fn handshake(socket: &mut WebSocket) -> Result<(), &'static str
     }
 }
 
+/// Waits until `appended` fires (a write in this process), `poll` passes
+/// (for other processes' writes) or the client closes the socket; `false`
+/// once it is closed. For sockets that follow the log (`/logs/out`, task
+/// run subscriptions) between reads.
+pub(super) async fn idle(socket: &mut WebSocket, appended: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>, poll: std::time::Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(poll) => true,
+        _ = appended => true,
+        msg = socket.recv() => !matches!(msg, Some(Ok(Message::Close(_))) | None | Some(Err(_))),
+    }
+}
+
 /// The close code for a subscriber that breaks the protocol.
 pub(super) const PROTOCOL_ERROR: u16 = 1002;
 

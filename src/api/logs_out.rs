@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::response::Response;
 use serde_json::json;
 
-use super::events::{close_protocol_error, filter_message, handshake};
+use super::events::{close_protocol_error, filter_message, handshake, idle};
 use super::AppState;
 use crate::eventlog::{read_after, tail_cursor, Cursor, RecordedEvent};
 use crate::server_events::{LogsCreated, LOGS_CREATED};
@@ -108,13 +108,8 @@ async fn serve(mut socket: WebSocket, state: AppState, prefect_protocol: bool) -
             }
             continue;
         }
-        tokio::select! {
-            _ = tokio::time::sleep(POLL) => {}
-            _ = &mut appended => {}
-            msg = socket.recv() => match msg {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(()),
-                Some(Ok(_)) => {}
-            },
+        if !idle(&mut socket, appended.as_mut(), POLL).await {
+            return Ok(());
         }
     }
 }

@@ -19,7 +19,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
 
-use super::events::handshake;
+use super::events::{handshake, idle};
 use super::AppState;
 use crate::commands::task_run_delivery::{claim_next, release};
 
@@ -101,13 +101,8 @@ async fn deliver(socket: &mut WebSocket, state: &AppState, keys: &[String], clie
         appended.as_mut().enable();
         let claimed = claim_next(db, keys, client_id).await.map_err(|_| "cannot claim task runs")?;
         let Some(delivery) = claimed else {
-            tokio::select! {
-                _ = tokio::time::sleep(POLL) => {}
-                _ = &mut appended => {}
-                msg = socket.recv() => match msg {
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(()),
-                    Some(Ok(_)) => {}
-                },
+            if !idle(socket, appended.as_mut(), POLL).await {
+                return Ok(());
             }
             continue;
         };

@@ -137,18 +137,21 @@ fn collection_event(action: &str, id: Uuid, collection: &Map<String, Value>, occ
     })
 }
 
+/// Applies `changes` to an existing collection, with its `updated` feed event.
+async fn update_collection(conn: &mut AnyConnection, dialect: Dialect, collection: &Map<String, Value>, changes: Map<String, Value>, now: DateTime<Utc>) -> ApiResult<()> {
+    let id = id_of(collection)?;
+    let mut after = collection.clone();
+    after.extend(changes.clone());
+    let event = collection_event("updated", id, &after, now);
+    doc::update(conn, dialect, StreamType::ArtifactCollection, id, changes, now, Some(event)).await
+}
+
 /// Points `key`'s collection at `artifact` (creating the collection when
 /// the key is new). Runs under the key's lock.
 async fn move_collection(conn: &mut AnyConnection, dialect: Dialect, key: &str, artifact_id: Uuid, artifact: &Map<String, Value>, now: DateTime<Utc>) -> ApiResult<()> {
     let fields = collection_fields(artifact_id, artifact);
     match collection_by_key(conn, dialect, key).await? {
-        Some(existing) => {
-            let id = id_of(&existing)?;
-            let mut after = existing.clone();
-            after.extend(fields.clone());
-            let event = collection_event("updated", id, &after, now);
-            doc::update(conn, dialect, StreamType::ArtifactCollection, id, fields, now, Some(event)).await
-        }
+        Some(existing) => update_collection(conn, dialect, &existing, fields, now).await,
         None => {
             let id = Uuid::now_v7();
             let event = collection_event("created", id, &fields, now);
@@ -218,11 +221,7 @@ pub async fn update(db: &Db, id: Uuid, body: ArtifactUpdate) -> ApiResult<()> {
                 lock_key(conn, dialect, &format!("artifact-key:{key}")).await?;
                 if let Some(collection) = collection_by_key(conn, dialect, key).await? {
                     if collection.get("latest_id") == Some(&json!(id)) && !changes.is_empty() {
-                        let cid = id_of(&collection)?;
-                        let mut after = collection.clone();
-                        after.extend(changes.clone());
-                        let event = collection_event("updated", cid, &after, now);
-                        doc::update(conn, dialect, StreamType::ArtifactCollection, cid, changes.clone(), now, Some(event)).await?;
+                        update_collection(conn, dialect, &collection, changes.clone(), now).await?;
                     }
                 }
             }
@@ -246,16 +245,10 @@ pub async fn delete(db: &Db, id: Uuid) -> ApiResult<()> {
                 lock_key(conn, dialect, &format!("artifact-key:{key}")).await?;
                 let collection = collection_by_key(conn, dialect, key).await?.filter(|c| c.get("latest_id") == Some(&json!(id)));
                 if let Some(collection) = collection {
-                    let cid = id_of(&collection)?;
                     match newest_of_key(conn, dialect, key, id).await? {
-                        Some(next) => {
-                            let fields = collection_fields(id_of(&next)?, &next);
-                            let mut after = collection.clone();
-                            after.extend(fields.clone());
-                            let event = collection_event("updated", cid, &after, now);
-                            doc::update(conn, dialect, StreamType::ArtifactCollection, cid, fields, now, Some(event)).await?;
-                        }
+                        Some(next) => update_collection(conn, dialect, &collection, collection_fields(id_of(&next)?, &next), now).await?,
                         None => {
+                            let cid = id_of(&collection)?;
                             let event = collection_event("deleted", cid, &collection, now);
                             doc::delete(conn, dialect, StreamType::ArtifactCollection, cid, now, Some(event)).await?;
                         }
