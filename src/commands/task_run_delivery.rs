@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::documents::{self as doc, find};
 use super::write;
-use crate::api::error::{ApiResult, AppError};
+use crate::api::error::ApiResult;
 use crate::db::{Bind, Db};
 use crate::eventlog::{lock_stream, StreamRef, StreamType, DEFAULT_WORKSPACE};
 use crate::server_model::documents::TASK_RUN_DELIVERY;
@@ -84,7 +84,7 @@ pub async fn claim_next(db: &Db, keys: &[String], client_id: &str) -> ApiResult<
 }
 
 /// Claims one candidate: `None` when another subscriber was first or the
-/// run has moved on since it was read.
+/// run has moved on since it was read (then nothing is written).
 async fn claim(db: &Db, candidate: &Candidate, client_id: &str) -> ApiResult<Option<Delivery>> {
     let dialect = db.dialect;
     let (id, run_id, key, client) = (candidate.state_id, candidate.task_run_id.clone(), candidate.task_key.clone(), client_id.to_owned());
@@ -92,9 +92,14 @@ async fn claim(db: &Db, candidate: &Candidate, client_id: &str) -> ApiResult<Opt
         let (run_id, key, client) = (run_id.clone(), key.clone(), client.clone());
         Box::pin(async move {
             lock_stream(conn, dialect, &StreamRef::new(StreamType::TaskRunDelivery, id)).await?;
+            let Some(task_run) = read_task_run(conn, dialect, &run_id, Utc::now()).await? else { return Ok(None) };
+            let waiting = task_run.get("state_id").and_then(Value::as_str) == Some(id.to_string().as_str())
+                && task_run.get("state_type").and_then(Value::as_str) == Some("SCHEDULED");
+            if !waiting {
+                return Ok(None);
+            }
             let now = crate::time::micros(Utc::now());
-            let existing = find(conn, dialect, &TASK_RUN_DELIVERY, "t.id = $1", &[Bind::Text(id.to_string())]).await?;
-            match existing {
+            match find(conn, dialect, &TASK_RUN_DELIVERY, "t.id = $1", &[Bind::Text(id.to_string())]).await? {
                 Some(claim) if claim.get("released") != Some(&Value::Bool(true)) => return Ok(None),
                 Some(_) => {
                     let changes = Map::from_iter([("released".into(), json!(false)), ("client_id".into(), json!(client))]);
@@ -110,27 +115,10 @@ async fn claim(db: &Db, candidate: &Candidate, client_id: &str) -> ApiResult<Opt
                     doc::create(conn, dialect, StreamType::TaskRunDelivery, id, record, now, None).await?;
                 }
             }
-            let Some(task_run) = read_task_run(conn, dialect, &run_id, Utc::now()).await? else { return Err(moved()) };
-            let current = task_run.get("state_id").and_then(Value::as_str);
-            if current != Some(id.to_string().as_str()) || task_run.get("state_type").and_then(Value::as_str) != Some("SCHEDULED") {
-                return Err(moved());
-            }
             Ok(Some(Delivery { id, task_run }))
         })
     })
     .await
-    .or_else(|e| if is_moved(&e) { Ok(None) } else { Err(e) })
-}
-
-/// The run left the state it was claimed in: the claim is rolled back.
-fn moved() -> AppError {
-    AppError::Detail(axum::http::StatusCode::CONFLICT, MOVED.into())
-}
-
-const MOVED: &str = "The task run is no longer waiting for delivery.";
-
-fn is_moved(e: &AppError) -> bool {
-    matches!(e, AppError::Detail(axum::http::StatusCode::CONFLICT, detail) if detail == MOVED)
 }
 
 /// Puts a claimed run back for another worker (its worker left before
