@@ -122,7 +122,9 @@ async fn deliver(socket: &mut WebSocket, state: &AppState, keys: &[String], clie
             }
             other => {
                 // Gone or confused before acknowledging: the run goes back.
-                let _ = release(db, delivery.id).await;
+                if let Err(e) = release(db, delivery.id).await {
+                    tracing::warn!(error = %e, delivery = %delivery.id, "could not put an unacknowledged task run back");
+                }
                 if answer.is_some() {
                     close(socket, PROTOCOL_VIOLATION, "Protocol violation: expected 'ack' message").await;
                 }
