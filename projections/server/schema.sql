@@ -325,7 +325,8 @@ CREATE INDEX IF NOT EXISTS ix_concurrency_lease__expiration ON concurrency_lease
 -- Deliveries of deferred (background) task runs to task workers: one row
 -- per SCHEDULED state handed out (its id is that state's id), so a
 -- scheduling is claimed by one subscriber across all API processes.
--- `released` (0/1) marks one whose worker left before acknowledging it.
+-- `released` (0/1) marks one whose worker left before acknowledging it;
+-- `acked` (0/1) one whose worker acknowledged it.
 CREATE TABLE IF NOT EXISTS task_run_delivery (
     id              TEXT PRIMARY KEY,
     workspace_id    TEXT NOT NULL,
@@ -335,6 +336,7 @@ CREATE TABLE IF NOT EXISTS task_run_delivery (
     task_key        TEXT NOT NULL,
     client_id       TEXT NOT NULL,
     released        BIGINT NOT NULL DEFAULT 0,
+    acked           BIGINT NOT NULL DEFAULT 0,
     version         BIGINT NOT NULL
 );
 -- Deferred runs waiting for a task worker are found by key among the

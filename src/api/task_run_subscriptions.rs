@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::events::{handshake, idle};
 use super::AppState;
-use crate::commands::task_run_delivery::{claim_next, release};
+use crate::commands::task_run_delivery::{acknowledge, claim_next, release};
 
 /// How often waiting runs are looked for when nothing was appended here.
 const POLL: Duration = Duration::from_millis(250);
@@ -113,6 +113,9 @@ async fn deliver(socket: &mut WebSocket, state: &AppState, keys: &[String], clie
         };
         match answer.as_ref().and_then(|a| a.get("type")).and_then(Value::as_str) {
             Some("ack") => {
+                if let Err(e) = acknowledge(db, delivery.id).await {
+                    tracing::warn!(error = %e, delivery = %delivery.id, "could not record a task run's ack");
+                }
                 let key = delivery.task_run.get("task_key").and_then(Value::as_str).unwrap_or_default().to_owned();
                 state.task_workers.observe(client_id, &[key]);
             }

@@ -28,6 +28,24 @@ use crate::server_model::task_runs::read_task_run;
 /// How many waiting runs one poll looks at.
 const CANDIDATES: usize = 50;
 
+/// A claim not acknowledged for this long, on a run still in the state it
+/// was claimed in, was sent by a process that died before reading the ack
+/// (the client acks as soon as it receives a run): it may be claimed again.
+const UNACKNOWLEDGED_FOR: chrono::Duration = chrono::Duration::seconds(60);
+
+/// May a run be claimed, given its claim so far (if any)? Free when there
+/// is none, when it was released, or when it went unacknowledged since
+/// before `stale_before` (stored timestamp text, which sorts by time).
+fn claimable(claim: Option<&Map<String, Value>>, stale_before: &str) -> bool {
+    let Some(claim) = claim else { return true };
+    let flag = |k: &str| claim.get(k) == Some(&Value::Bool(true));
+    flag("released") || (!flag("acked") && claim.get("updated").and_then(Value::as_str).is_some_and(|t| t < stale_before))
+}
+
+fn stale_before() -> String {
+    crate::time::fmt_ts(Utc::now() - UNACKNOWLEDGED_FOR)
+}
+
 /// A claimed delivery: the claim's id (the SCHEDULED state's id) and the
 /// task run as Prefect's `TaskRun` JSON.
 #[derive(Debug)]
@@ -55,11 +73,16 @@ async fn candidates(db: &Db, keys: &[String]) -> ApiResult<Vec<Candidate>> {
          JOIN task_run_state s ON s.id = tr.state_id \
          LEFT JOIN task_run_delivery d ON d.id = tr.state_id \
          WHERE tr.state_type = 'SCHEDULED' AND tr.workspace_id = $1 AND tr.task_key IN ({list}) \
-           AND (d.id IS NULL OR d.released = 1) \
-         ORDER BY tr.state_timestamp, tr.id LIMIT {CANDIDATES}"
+           AND s.state_details LIKE '%\"deferred\":true%' \
+           AND (d.id IS NULL OR d.released = 1 OR (d.acked = 0 AND d.updated < ${stale})) \
+         ORDER BY tr.state_timestamp, tr.id LIMIT {CANDIDATES}",
+        stale = keys.len() + 2
     );
+    // state_details is stored as compact JSON (serde_json), so the LIKE
+    // narrows to deferred runs in SQL; the parsed check below is exact.
     let mut binds = vec![Bind::Text(DEFAULT_WORKSPACE.to_string())];
     binds.extend(keys.iter().map(|k| Bind::Text(k.clone())));
+    binds.push(Bind::Text(stale_before()));
     let rows = crate::db::bind_all(sqlx::query(&db.q(&sql)), &binds).fetch_all(db.reader()).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
@@ -99,10 +122,13 @@ async fn claim(db: &Db, candidate: &Candidate, client_id: &str) -> ApiResult<Opt
                 return Ok(None);
             }
             let now = crate::time::micros(Utc::now());
-            match find(conn, dialect, &TASK_RUN_DELIVERY, "t.id = $1", &[Bind::Text(id.to_string())]).await? {
-                Some(claim) if claim.get("released") != Some(&Value::Bool(true)) => return Ok(None),
+            let existing = find(conn, dialect, &TASK_RUN_DELIVERY, "t.id = $1", &[Bind::Text(id.to_string())]).await?;
+            if !claimable(existing.as_ref(), &stale_before()) {
+                return Ok(None);
+            }
+            match existing {
                 Some(_) => {
-                    let changes = Map::from_iter([("released".into(), json!(false)), ("client_id".into(), json!(client))]);
+                    let changes = Map::from_iter([("released".into(), json!(false)), ("acked".into(), json!(false)), ("client_id".into(), json!(client))]);
                     doc::update(conn, dialect, StreamType::TaskRunDelivery, id, changes, now, None).await?;
                 }
                 None => {
@@ -111,6 +137,7 @@ async fn claim(db: &Db, candidate: &Candidate, client_id: &str) -> ApiResult<Opt
                         ("task_key".into(), json!(key)),
                         ("client_id".into(), json!(client)),
                         ("released".into(), json!(false)),
+                        ("acked".into(), json!(false)),
                     ]);
                     doc::create(conn, dialect, StreamType::TaskRunDelivery, id, record, now, None).await?;
                 }
@@ -121,16 +148,44 @@ async fn claim(db: &Db, candidate: &Candidate, client_id: &str) -> ApiResult<Opt
     .await
 }
 
-/// Puts a claimed run back for another worker (its worker left before
-/// acknowledging it).
-pub async fn release(db: &Db, id: Uuid) -> ApiResult<()> {
+/// Records a worker's ack of a delivered run.
+pub async fn acknowledge(db: &Db, id: Uuid) -> ApiResult<()> {
+    set_flags(db, id, [("acked", true)]).await
+}
+
+async fn set_flags<const N: usize>(db: &Db, id: Uuid, flags: [(&'static str, bool); N]) -> ApiResult<()> {
     let dialect = db.dialect;
     write(db, move |conn| {
         Box::pin(async move {
             lock_stream(conn, dialect, &StreamRef::new(StreamType::TaskRunDelivery, id)).await?;
-            let changes = Map::from_iter([("released".into(), json!(true))]);
+            let changes: Map<String, Value> = flags.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
             doc::update(conn, dialect, StreamType::TaskRunDelivery, id, changes, crate::time::micros(Utc::now()), None).await
         })
     })
     .await
+}
+
+/// Puts a claimed run back for another worker (its worker left before
+/// acknowledging it).
+pub async fn release(db: &Db, id: Uuid) -> ApiResult<()> {
+    set_flags(db, id, [("released", true)]).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(released: bool, acked: bool, updated: &str) -> Map<String, Value> {
+        Map::from_iter([("released".into(), json!(released)), ("acked".into(), json!(acked)), ("updated".into(), json!(updated))])
+    }
+
+    #[test]
+    fn a_run_is_claimable_when_unclaimed_released_or_left_unacknowledged_too_long() {
+        let stale_before = "2026-01-01T00:01:00.000000Z";
+        assert!(claimable(None, stale_before));
+        assert!(claimable(Some(&claim(true, false, "2026-01-01T00:05:00.000000Z")), stale_before), "released");
+        assert!(claimable(Some(&claim(false, false, "2026-01-01T00:00:00.000000Z")), stale_before), "unacknowledged since before the cutoff");
+        assert!(!claimable(Some(&claim(false, false, "2026-01-01T00:02:00.000000Z")), stale_before), "a fresh claim waits for its ack");
+        assert!(!claimable(Some(&claim(false, true, "2026-01-01T00:00:00.000000Z")), stale_before), "an acknowledged claim holds");
+    }
 }

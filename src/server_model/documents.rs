@@ -175,10 +175,12 @@ pub const CONCURRENCY_LEASE: Table = Table {
 /// A deferred task run handed to a task worker. Its id is the id of the
 /// SCHEDULED state it was delivered in, so each scheduling of a run is
 /// claimed by exactly one subscriber (the stream can be created once);
-/// `released` puts it back when the worker went away before its ack.
+/// `released` puts it back when the worker went away before its ack, and
+/// `acked` records the ack (a claim left unacknowledged too long was sent
+/// by a process that died, and may be claimed again).
 pub const TASK_RUN_DELIVERY: Table = Table {
     name: "task_run_delivery",
-    fields: &[f("task_run_id", Text), f("task_key", Text), f("client_id", Text), f("released", Bool)],
+    fields: &[f("task_run_id", Text), f("task_key", Text), f("client_id", Text), f("released", Bool), f("acked", Bool)],
 };
 
 /// An artifact (`metadata_` is JSON text, `data` any JSON).
