@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/flow_runs/{id}", get(read).patch(update).delete(delete))
         .route("/flow_runs/{id}/set_state", post(set_state))
         .route("/flow_runs/{id}/resume", post(resume))
+        .route("/flow_runs/{id}/graph", get(graph_v1))
         .route("/flow_runs/{id}/graph-v2", get(graph_v2))
         .route("/flow_runs/{id}/labels", patch(update_labels))
 }
@@ -213,6 +214,25 @@ async fn paginate_runs(State(state): State<AppState>, AppJson(body): AppJson<Map
 #[derive(serde::Deserialize)]
 struct GraphQuery {
     since: Option<String>,
+}
+
+/// `GET /flow_runs/{id}/graph` (v1): each task run of the run with the task
+/// runs its inputs came from, as Prefect's `DependencyResult`s.
+async fn graph_v1(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    use crate::server_model::task_runs::{task_run_columns, task_run_json, TASK_RUN_FROM};
+    let id = path_id(&id)?.to_string();
+    let dialect = state.db.dialect;
+    let mut conn = state.db.reader().acquire().await?;
+    let exists = sqlx::query(&dialect.rewrite("SELECT id FROM flow_run WHERE id = $1")).bind(id.clone()).fetch_optional(&mut *conn).await?;
+    if exists.is_none() {
+        let body = json!({"exception_message": format!("Flow run with id {id} not found")});
+        return Ok((StatusCode::NOT_FOUND, Json(body)).into_response());
+    }
+    let sql = format!("SELECT {} FROM {TASK_RUN_FROM} WHERE task_run.flow_run_id = $1 AND task_run.workspace_id = $2 ORDER BY task_run.id DESC", task_run_columns());
+    let rows = sqlx::query(&dialect.rewrite(&sql)).bind(id).bind(super::workspace()).fetch_all(&mut *conn).await?;
+    let now = chrono::Utc::now();
+    let results: Vec<Value> = rows.iter().map(|row| crate::server_model::flow_run_graph::dependency_result(&task_run_json(row, now))).collect();
+    Ok(Json(results).into_response())
 }
 
 /// `GET /flow_runs/{id}/graph-v2`: the run's task and subflow runs as

@@ -151,6 +151,36 @@ pub async fn load_states(conn: &mut AnyConnection, dialect: Dialect, flow_run_id
     Ok(rows.iter().map(|r| json!({"id": text(r, "id"), "timestamp": text(r, "timestamp"), "type": text(r, "type"), "name": text(r, "name")})).collect())
 }
 
+/// A task run (Prefect's `TaskRun` JSON) as the v1 graph's
+/// `DependencyResult`: its upstream task runs are the task-run inputs of
+/// any argument, each once, in the order first named.
+pub fn dependency_result(task_run: &Value) -> Value {
+    let mut upstream: Vec<Value> = Vec::new();
+    for inputs in task_run["task_inputs"].as_object().into_iter().flat_map(|m| m.values()) {
+        for input in inputs.as_array().into_iter().flatten() {
+            if input["input_type"] == "task_run" {
+                let entry = json!({"input_type": "task_run", "id": input["id"]});
+                if !upstream.contains(&entry) {
+                    upstream.push(entry);
+                }
+            }
+        }
+    }
+    let state = &task_run["state"];
+    json!({
+        "id": task_run["id"],
+        "name": task_run["name"],
+        "upstream_dependencies": upstream,
+        "state": state,
+        "expected_start_time": task_run["expected_start_time"],
+        "start_time": task_run["start_time"],
+        "end_time": task_run["end_time"],
+        "total_run_time": task_run["total_run_time"],
+        "estimated_run_time": task_run["estimated_run_time"],
+        "untrackable_result": state["state_details"]["untrackable_result"].as_bool().unwrap_or(false),
+    })
+}
+
 /// Prefect's `PREFECT_API_MAX_FLOW_RUN_GRAPH_ARTIFACTS` default.
 const MAX_ARTIFACTS: i64 = 10_000;
 
@@ -235,6 +265,20 @@ mod tests {
         assert_eq!(ids(&nodes[1].encapsulating), ["a"]);
         assert!(nodes[1].parents.is_empty(), "an encapsulating task is not a parent");
         assert!(nodes[3].parents.is_empty());
+    }
+
+    #[test]
+    fn a_dependency_result_names_each_upstream_task_run_once() {
+        let task_run = json!({
+            "id": "c", "name": "c-1", "start_time": null, "end_time": null, "expected_start_time": null,
+            "total_run_time": 0.0, "estimated_run_time": 0.0,
+            "task_inputs": {"x": [{"input_type": "task_run", "id": "a"}, {"input_type": "parameter", "name": "p"}], "y": [{"input_type": "task_run", "id": "a"}, {"input_type": "task_run", "id": "b"}]},
+            "state": {"type": "COMPLETED", "state_details": {"untrackable_result": true}},
+        });
+        let result = dependency_result(&task_run);
+        assert_eq!(result["upstream_dependencies"], json!([{"input_type": "task_run", "id": "a"}, {"input_type": "task_run", "id": "b"}]));
+        assert_eq!(result["untrackable_result"], true);
+        assert_eq!(result["name"], "c-1");
     }
 
     #[test]

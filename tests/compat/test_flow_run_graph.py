@@ -6,7 +6,9 @@ from __future__ import annotations
 import httpx
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact
+from prefect.server.models.flow_runs import DependencyResult
 from prefect.server.schemas.graph import Graph
+from pydantic import TypeAdapter
 
 
 @task
@@ -56,6 +58,12 @@ def test_graph_v2_of_a_real_flow(uid, api_url):
         assert late.status_code == 200
         assert late.json()["nodes"] == []
 
+        # The v1 graph: every task run with the task runs its inputs came from
+        v1 = http.get(f"/flow_runs/{run_id}/graph")
+        assert v1.status_code == 200, v1.text
+        dependencies = TypeAdapter(list[DependencyResult]).validate_python(v1.json())
+        assert http.get("/flow_runs/00000000-0000-0000-0000-000000000000/graph").status_code == 404
+
     nodes = {node.label: node for _, node in graph.nodes}
     by_id = {node.id: node for _, node in graph.nodes}
     assert len(graph.nodes) == 5, sorted(nodes)
@@ -77,6 +85,11 @@ def test_graph_v2_of_a_real_flow(uid, api_url):
     assert [s.type.value for s in graph.states][-1] == "COMPLETED"
     assert graph.start_time is not None and graph.end_time is not None
     assert all(node.state_type.value == "COMPLETED" for node in by_id.values())
+    by_task_id = {str(d.id): d for d in dependencies}
+    assert len(dependencies) == 5, "source, double twice, outer, and the subflow's parent task run"
+    assert [str(u.id) for u in by_task_id[str(dependent.id)].upstream_dependencies] == [str(src.id)]
+    assert by_task_id[str(src.id)].upstream_dependencies == []
+    assert all(d.state.type.value == "COMPLETED" for d in dependencies)
     # Artifacts: the flow run's own at the top, a task run's on its node;
     # only progress artifacts carry their data.
     assert [(a.key, a.type, a.is_latest, a.data) for a in graph.artifacts] == [(f"graph-{uid}", "markdown", True, None)]
