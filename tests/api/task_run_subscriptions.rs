@@ -72,6 +72,17 @@ async fn deliveries(app: &TestApp, run: &str) -> Vec<(String, i64)> {
     sqlx::query_as(&sql).bind(run).fetch_all(app.db.reader()).await.unwrap()
 }
 
+/// Waits until the server has recorded the ack of `run`'s delivery (it
+/// does so after reading the ack, not before the test goes on).
+async fn acknowledged(app: &TestApp, run: &str) {
+    let sql = app.db.q("SELECT CAST(COUNT(*) AS BIGINT) FROM task_run_delivery WHERE task_run_id = $1 AND acked = 1");
+    app.wait_for("the ack recorded", || async {
+        let (n,): (i64,) = sqlx::query_as(&sql).bind(run).fetch_one(app.db.reader()).await.unwrap();
+        (n == 1).then_some(())
+    })
+    .await;
+}
+
 /// The next run on either socket, with the one that got it (0 or 1).
 async fn next_run_on_either(first: &mut Socket, second: &mut Socket) -> (Value, usize) {
     let wait = async {
@@ -122,11 +133,13 @@ both_backends!(a_run_left_unacknowledged_goes_to_the_next_worker_and_replays, |a
     assert_eq!(run["id"], json!(run_id));
     ack(&mut next).await;
     assert_eq!(deliveries(&app, &run_id).await, vec![("worker-b".to_owned(), 0)]);
+    acknowledged(&app, &run_id).await;
     // And an acknowledged run is not offered again: a second one comes next
     let second = scheduled_task_run(&app, "shout-1", true).await;
     let run = tokio::time::timeout(std::time::Duration::from_secs(20), next_run(&mut next)).await.expect("second run");
     assert_eq!(run["id"], json!(second));
     ack(&mut next).await;
+    acknowledged(&app, &second).await;
     // And the deliveries are rebuilt from the log as they are
     let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
     assert!(report.matches(), "{}", diff_report(&report));
