@@ -14,7 +14,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::{AnyConnection, ColumnIndex, Connection, Database, Decode, Executor, IntoArguments, Row, Transaction, Type};
 
 use crate::db::{Db, Dialect};
-use crate::eventlog::{decode_all, read_rows_in_order, RecordedEvent};
+use crate::eventlog::{decode_all_unparsed, read_rows_in_order, RecordedEvent};
 use crate::projections::server::rebuild::{Decoded, Rebuild};
 use crate::projections::server::{self, TABLES};
 
@@ -200,7 +200,7 @@ async fn rebuild_with_inserts(db: &Db, verify: bool, max_rows: usize) -> anyhow:
     if let Some(rest) = folded.rest {
         events += apply_all(&mut tx, dialect, rest).await?;
         while let Some(batch) = batches.recv().await {
-            events += apply_all(&mut tx, dialect, batch?.into_iter().map(|d| d.event).collect()).await?;
+            events += apply_all(&mut tx, dialect, batch?.into_iter().map(Decoded::into_event).collect::<Result<_, _>>()?).await?;
         }
     }
     let (before, after) = finish(tx, db, before, verify).await?;
@@ -261,7 +261,7 @@ async fn fold_log(batches: &mut Batches, max_rows: usize) -> anyhow::Result<Fold
             }
         }
         events += full_after.unwrap_or(batch.len()) as i64;
-        rest = full_after.map(|i| batch.split_off(i).into_iter().map(|d| d.event).collect());
+        rest = full_after.map(|i| batch.split_off(i).into_iter().map(Decoded::into_event).collect::<Result<_, _>>()).transpose()?;
         drop_in_background(batch);
         folding += fold_started.elapsed();
         if rest.is_some() {
@@ -377,7 +377,12 @@ async fn feed(db: &Db, sender: &tokio::sync::mpsc::Sender<Result<Vec<Decoded>, s
 async fn decode_in_halves(mut rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<Decoded>, sqlx::Error> {
     let second = rows.split_off(rows.len() / 2);
     let decode = |rows: Vec<sqlx::any::AnyRow>| {
-        tokio::task::spawn_blocking(move || -> Result<Vec<Decoded>, sqlx::Error> { Ok(decode_all(&rows)?.into_iter().map(Decoded::new).collect()) })
+        tokio::task::spawn_blocking(move || -> Result<Vec<Decoded>, sqlx::Error> {
+            decode_all_unparsed(&rows)?
+                .into_iter()
+                .map(|(event, payload)| Decoded::new(event, payload).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+                .collect()
+        })
     };
     let (first, second) = tokio::join!(decode(rows), decode(second));
     let failed = |e: tokio::task::JoinError| sqlx::Error::Protocol(format!("decoding the log failed: {e}"));

@@ -14,7 +14,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub use batch::{append_many, BatchItem};
-pub use store::{append, append_singleton, head, tail_cursor, lock_key, lock_stream, read_after, read_all_in_order, read_rows_in_order, decode_all, stream_version, Cursor};
+pub use store::{append, append_singleton, head, tail_cursor, lock_key, lock_stream, read_after, read_all_in_order, read_rows_in_order, decode_all_unparsed, stream_version, Cursor};
 
 /// The tenant of single-tenant (OSS) mode.
 pub const DEFAULT_WORKSPACE: Uuid = Uuid::nil();

@@ -169,6 +169,14 @@ fn select_columns(dialect: Dialect) -> &'static str {
 }
 
 fn decode(row: &sqlx::any::AnyRow) -> Result<RecordedEvent, sqlx::Error> {
+    let (mut event, payload) = decode_unparsed(row)?;
+    event.payload = serde_json::from_str::<Value>(&payload).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    Ok(event)
+}
+
+/// A row as an event whose payload is left as JSON text (the event's
+/// `payload` is null), for a caller that parses only the part it needs.
+fn decode_unparsed(row: &sqlx::any::AnyRow) -> Result<(RecordedEvent, String), sqlx::Error> {
     let uuid = |s: String| Uuid::parse_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)));
     let opt_uuid = |s: Option<String>| s.map(uuid).transpose();
     let stream_type: String = row.try_get("stream_type")?;
@@ -176,7 +184,7 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<RecordedEvent, sqlx::Error> {
         .ok_or_else(|| sqlx::Error::Decode(format!("unknown stream type {stream_type}").into()))?;
     let occurred: String = row.try_get("occurred")?;
     let payload: String = row.try_get("payload")?;
-    Ok(RecordedEvent {
+    let event = RecordedEvent {
         position: row.try_get("position")?,
         tx_id: row.try_get("tx_id")?,
         event_id: uuid(row.try_get("event_id")?)?,
@@ -189,8 +197,9 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<RecordedEvent, sqlx::Error> {
             .ok_or_else(|| sqlx::Error::Decode(format!("bad timestamp {occurred}").into()))?,
         correlation_id: opt_uuid(row.try_get("correlation_id")?)?,
         causation_id: opt_uuid(row.try_get("causation_id")?)?,
-        payload: serde_json::from_str::<Value>(&payload).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-    })
+        payload: Value::Null,
+    };
+    Ok((event, payload))
 }
 
 /// Reads up to `limit` committed events after `cursor`, in follow order.
@@ -251,11 +260,11 @@ pub async fn read_all_in_order(
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
     let (rows, _) = read_rows_in_order(conn, dialect, after_position, limit).await?;
-    decode_all(&rows)
+    rows.iter().map(decode).collect()
 }
 
 /// [`read_all_in_order`] without the decoding, for a caller that decodes
-/// on another thread ([`decode_all`]). Returns the rows and the last
+/// on another thread ([`decode_all_unparsed`]). Returns the rows and the last
 /// position read.
 pub async fn read_rows_in_order(
     conn: &mut AnyConnection,
@@ -279,9 +288,10 @@ pub async fn read_rows_in_order(
     Ok((rows, last))
 }
 
-/// Decodes rows read by [`read_rows_in_order`].
-pub fn decode_all(rows: &[sqlx::any::AnyRow]) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-    rows.iter().map(decode).collect()
+/// Decodes rows read by [`read_rows_in_order`], leaving each payload as
+/// JSON text (the events' `payload` is null) for the caller to parse.
+pub fn decode_all_unparsed(rows: &[sqlx::any::AnyRow]) -> Result<Vec<(RecordedEvent, String)>, sqlx::Error> {
+    rows.iter().map(decode_unparsed).collect()
 }
 
 /// The highest position in the log (0 when empty).

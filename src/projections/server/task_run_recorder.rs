@@ -5,10 +5,12 @@
 //! overwrites the row, so events arriving out of order or twice are harmless.
 //! Every state is recorded with the event id as its id.
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
+use super::rebuild::prune::Keep;
 use super::{exec, insert_row, insert_state, opt_ts, Cols, ProjectionError};
 use crate::db::{Bind, Dialect};
 use crate::eventlog::RecordedEvent;
@@ -48,8 +50,7 @@ pub(super) fn parse(event: &Value, event_id: Uuid) -> Option<TaskRunEvent<'_>> {
     let state_type = StateType::parse(validated.get("type")?.as_str()?)?;
     let mut details: StateDetails = validated
         .get("state_details")
-        .cloned()
-        .and_then(|d| serde_json::from_value(d).ok())
+        .and_then(|d| StateDetails::deserialize(d).ok())
         .unwrap_or_default();
     details.task_run_id = Some(task_run_id);
     details.flow_run_id = flow_run_id;
@@ -69,6 +70,46 @@ pub(super) fn parse(event: &Value, event_id: Uuid) -> Option<TaskRunEvent<'_>> {
     let task_run = payload.get("task_run")?.as_object()?;
     Some(TaskRunEvent { task_run_id, flow_run_id, state, task_run })
 }
+
+/// Every part of a log entry holding a client event that [`parse`],
+/// [`row_columns`] and [`natural_key`] read (and the top-level `run` the
+/// fold looks for to tell server-side task-run states apart), so that the
+/// replay can parse only these ([`super::rebuild::prune`]) and get the same
+/// rows. A key read above must be listed here.
+pub(super) const READ_PARTS: Keep = Keep::Keys(&[
+    (
+        "event",
+        Keep::Keys(&[
+            ("resource", Keep::Keys(&[("prefect.orchestration", Keep::All), ("prefect.resource.id", Keep::All)])),
+            ("related", Keep::Each(&Keep::Keys(&[("prefect.resource.role", Keep::All), ("prefect.resource.id", Keep::All)]))),
+            ("occurred", Keep::All),
+            ("payload", Keep::Keys(&[("validated_state", Keep::All), ("task_run", Keep::Keys(TASK_RUN_PARTS))])),
+        ]),
+    ),
+    ("run", Keep::All),
+]);
+
+/// The keys of `payload.task_run` the recorder reads: the `*_FIELDS` below
+/// and `total_run_time`.
+const TASK_RUN_PARTS: &[(&str, Keep)] = &[
+    ("name", Keep::All),
+    ("task_key", Keep::All),
+    ("dynamic_key", Keep::All),
+    ("cache_key", Keep::All),
+    ("task_version", Keep::All),
+    ("empirical_policy", Keep::All),
+    ("tags", Keep::All),
+    ("labels", Keep::All),
+    ("task_inputs", Keep::All),
+    ("cache_expiration", Keep::All),
+    ("expected_start_time", Keep::All),
+    ("next_scheduled_start_time", Keep::All),
+    ("start_time", Keep::All),
+    ("end_time", Keep::All),
+    ("run_count", Keep::All),
+    ("flow_run_run_count", Keep::All),
+    ("total_run_time", Keep::All),
+];
 
 /// Columns the recorder copies from `payload.task_run` when present.
 const TEXT_FIELDS: &[&str] = &["name", "task_key", "dynamic_key", "cache_key", "task_version"];
@@ -331,4 +372,17 @@ pub(super) fn new_row(id: &str, workspace: &str, created: String, cols: Cols) ->
         }
     }
     row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_task_run_field_the_recorder_reads_is_kept_for_the_replay() {
+        let read = TEXT_FIELDS.iter().chain(JSON_FIELDS).chain(TIME_FIELDS).chain(INT_FIELDS).chain(&["total_run_time"]);
+        for field in read {
+            assert!(TASK_RUN_PARTS.iter().any(|(name, _)| name == field), "{field} is read but not kept");
+        }
+    }
 }

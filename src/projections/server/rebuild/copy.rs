@@ -150,21 +150,38 @@ fn push_value(out: &mut Vec<u8>, bind: &Bind, integer: bool) {
 }
 
 /// Appends text with COPY's escapes for the bytes that would end the
-/// value, the line, or start an escape.
+/// value, the line, or start an escape. Most values need none, so the
+/// bytes to escape are searched for with `memchr` (this was a tenth of a
+/// replay's CPU as a byte-by-byte loop).
 fn push_escaped(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
+    // Absolute positions of the next `\\`, `\t` or `\n` and of the next
+    // `\r` (memchr3 takes three bytes), each searched for again only once
+    // the copy has passed it.
+    let find_three = |from: usize| memchr::memchr3(b'\\', b'\t', b'\n', &bytes[from..]).map(|i| from + i);
+    let find_cr = |from: usize| memchr::memchr(b'\r', &bytes[from..]).map(|i| from + i);
+    let (mut three, mut cr) = (find_three(0), find_cr(0));
     let mut plain_from = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escaped: &[u8] = match b {
+    loop {
+        let at = match (three, cr) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) => a,
+            (None, Some(b)) => b,
+            (None, None) => break,
+        };
+        out.extend_from_slice(&bytes[plain_from..at]);
+        out.extend_from_slice(match bytes[at] {
             b'\\' => b"\\\\",
             b'\t' => b"\\t",
             b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[plain_from..i]);
-        out.extend_from_slice(escaped);
-        plain_from = i + 1;
+            _ => b"\\r",
+        });
+        plain_from = at + 1;
+        if three == Some(at) {
+            three = find_three(plain_from);
+        } else {
+            cr = find_cr(plain_from);
+        }
     }
     out.extend_from_slice(&bytes[plain_from..]);
 }
@@ -275,6 +292,27 @@ mod tests {
         let mut out = Vec::new();
         push_value(&mut out, &Bind::Text("a\tb\nc\rd\\e \\N {\"k\": \"é\"}".into()), false);
         assert_eq!(String::from_utf8(out).unwrap(), "a\\tb\\nc\\rd\\\\e \\\\N {\"k\": \"é\"}");
+    }
+
+    #[test]
+    fn every_mix_of_escaped_bytes_comes_out_as_a_byte_by_byte_escape_would() {
+        let reference = |s: &str| -> String {
+            s.chars()
+                .map(|c| match c {
+                    '\\' => "\\\\".to_owned(),
+                    '\t' => "\\t".to_owned(),
+                    '\n' => "\\n".to_owned(),
+                    '\r' => "\\r".to_owned(),
+                    c => c.to_string(),
+                })
+                .collect()
+        };
+        let cases = ["", "plain", "\r", "\r\r\r", "a\rb\tc\rd\ne", "\\\r\\\r", "é\r\n", "\t\t\rx\r", "end\\", "\r\nmid\t\r\\"];
+        for case in cases {
+            let mut out = Vec::new();
+            push_escaped(&mut out, case);
+            assert_eq!(String::from_utf8(out).unwrap(), reference(case), "{case:?}");
+        }
     }
 
     #[test]

@@ -163,7 +163,7 @@ fn task_run(model: &mut Model, event: &RecordedEvent, rows: Option<RecorderRows>
 /// A client task-run event's rows, built from its payload before the fold
 /// (on the thread that decodes the log), so that the fold, which must run
 /// in log order on one thread, only looks the run up and applies them.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct RecorderRows {
     /// The task run id the event names.
     id: String,
@@ -181,9 +181,13 @@ pub struct RecorderRows {
 
 /// Does `fold` hand this event to the task-run recorder?
 fn is_client_event(event: &RecordedEvent) -> bool {
+    may_be_client_event(event) && event.payload.get("run").is_none()
+}
+
+/// [`is_client_event`] as far as it can tell without the payload.
+pub fn may_be_client_event(event: &RecordedEvent) -> bool {
     event.stream.stream_type == StreamType::TaskRun
         && ![TASK_RUN_CREATED, TASK_RUN_UPDATED, TASK_RUN_DELETED].contains(&event.event_type.as_str())
-        && event.payload.get("run").is_none()
 }
 
 /// The recorder's rows for `event`, when `fold` records it as a client

@@ -203,7 +203,15 @@ impl Model {
 
     /// Every table's rows, by reference, in the order of [`Model::into_tables`].
     pub fn tables(&self) -> Vec<(&'static str, Vec<&Row>)> {
-        let mut out: Vec<(&'static str, Vec<&Row>)> = self.tables.iter().map(|(t, rows)| (*t, rows.values().collect())).collect();
+        let mut out: Vec<(&'static str, Vec<&Row>)> = self
+            .tables
+            .iter()
+            .map(|(t, rows)| {
+                let mut rows: Vec<(&String, &Row)> = rows.iter().collect();
+                rows.sort_unstable_by_key(|(id, _)| *id);
+                (*t, rows.into_iter().map(|(_, row)| row).collect())
+            })
+            .collect();
         out.push(("task_run_state_cache", self.cache.iter().collect()));
         out.sort_by_key(|(t, _)| *t);
         out
