@@ -14,7 +14,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::{AnyConnection, ColumnIndex, Connection, Database, Decode, Executor, IntoArguments, Row, Transaction, Type};
 
 use crate::db::{Db, Dialect};
-use crate::eventlog::{decode_all_unparsed, read_rows_in_order, RecordedEvent};
+use crate::eventlog::{decode_all_unparsed, decode_pg_unparsed, read_pg_rows_in_order, read_rows_in_order, RecordedEvent};
 use crate::projections::server::rebuild::{Decoded, Rebuild};
 use crate::projections::server::{self, TABLES};
 
@@ -354,36 +354,99 @@ fn read_ahead(db: Db) -> Batches {
 /// [`read_ahead`]'s task: fetches batches and hands each to a decoder,
 /// sending the decoded batches in order.
 async fn feed(db: &Db, sender: &tokio::sync::mpsc::Sender<Result<Vec<Decoded>, sqlx::Error>>) -> Result<(), sqlx::Error> {
-    let mut conn = db.reader().acquire().await?;
+    let mut reader = LogReader::open(db).await?;
     let mut after_position = 0;
     let mut decoding: Option<tokio::task::JoinHandle<Result<Vec<Decoded>, sqlx::Error>>> = None;
     loop {
-        let (rows, last) = read_rows_in_order(&mut conn, db.dialect, after_position, REPLAY_BATCH).await?;
+        let (rows, last) = reader.read(after_position).await?;
         if let Some(previous) = decoding.take() {
             let batch = previous.await.map_err(|e| sqlx::Error::Protocol(format!("decoding the log failed: {e}")))?;
             if sender.send(batch).await.is_err() {
                 return Ok(());
             }
         }
-        let Some(last) = last else { return Ok(()) };
+        let Some(last) = last else { return reader.close().await };
         after_position = last;
         decoding = Some(tokio::spawn(decode_in_halves(rows)));
+    }
+}
+
+/// The connection [`feed`] reads the log on: a native one on Postgres,
+/// whose binary column formats spare both sides the uuid and timestamp
+/// text conversions ([`read_pg_rows_in_order`]), else the `Any` pool's.
+enum LogReader {
+    Postgres(PgConnection),
+    Any(sqlx::pool::PoolConnection<sqlx::Any>, Dialect),
+}
+
+/// A fetched batch of log rows, not yet decoded.
+enum LogRows {
+    Postgres(Vec<sqlx::postgres::PgRow>),
+    Any(Vec<sqlx::any::AnyRow>),
+}
+
+impl LogReader {
+    async fn open(db: &Db) -> Result<LogReader, sqlx::Error> {
+        Ok(match db.connect_postgres().await? {
+            Some(conn) => LogReader::Postgres(conn),
+            None => LogReader::Any(db.reader().acquire().await?, db.dialect),
+        })
+    }
+
+    async fn read(&mut self, after_position: i64) -> Result<(LogRows, Option<i64>), sqlx::Error> {
+        Ok(match self {
+            LogReader::Postgres(conn) => {
+                let (rows, last) = read_pg_rows_in_order(conn, after_position, REPLAY_BATCH).await?;
+                (LogRows::Postgres(rows), last)
+            }
+            LogReader::Any(conn, dialect) => {
+                let (rows, last) = read_rows_in_order(conn, *dialect, after_position, REPLAY_BATCH).await?;
+                (LogRows::Any(rows), last)
+            }
+        })
+    }
+
+    async fn close(self) -> Result<(), sqlx::Error> {
+        match self {
+            LogReader::Postgres(conn) => conn.close().await,
+            LogReader::Any(..) => Ok(()),
+        }
+    }
+}
+
+impl LogRows {
+    fn split_off(&mut self, at: usize) -> LogRows {
+        match self {
+            LogRows::Postgres(rows) => LogRows::Postgres(rows.split_off(at)),
+            LogRows::Any(rows) => LogRows::Any(rows.split_off(at)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            LogRows::Postgres(rows) => rows.len(),
+            LogRows::Any(rows) => rows.len(),
+        }
+    }
+
+    fn decode(&self) -> Result<Vec<Decoded>, sqlx::Error> {
+        let unparsed = match self {
+            LogRows::Postgres(rows) => decode_pg_unparsed(rows)?,
+            LogRows::Any(rows) => decode_all_unparsed(rows)?,
+        };
+        unparsed
+            .into_iter()
+            .map(|(event, payload)| Decoded::new(event, payload).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+            .collect()
     }
 }
 
 /// Decodes a fetched batch on two blocking threads, a half each: decoding
 /// (JSON parsing and the rows built ahead for the fold) costs more than the
 /// fold itself, so one decoding thread would hold the fold back.
-async fn decode_in_halves(mut rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<Decoded>, sqlx::Error> {
+async fn decode_in_halves(mut rows: LogRows) -> Result<Vec<Decoded>, sqlx::Error> {
     let second = rows.split_off(rows.len() / 2);
-    let decode = |rows: Vec<sqlx::any::AnyRow>| {
-        tokio::task::spawn_blocking(move || -> Result<Vec<Decoded>, sqlx::Error> {
-            decode_all_unparsed(&rows)?
-                .into_iter()
-                .map(|(event, payload)| Decoded::new(event, payload).map_err(|e| sqlx::Error::Decode(Box::new(e))))
-                .collect()
-        })
-    };
+    let decode = |rows: LogRows| tokio::task::spawn_blocking(move || rows.decode());
     let (first, second) = tokio::join!(decode(rows), decode(second));
     let failed = |e: tokio::task::JoinError| sqlx::Error::Protocol(format!("decoding the log failed: {e}"));
     let mut first = first.map_err(failed)??;

@@ -7,6 +7,7 @@
 //! `(tx_id, position)` (see `docs/architecture.md`).
 
 mod batch;
+mod pg_read;
 mod store;
 
 use chrono::{DateTime, Utc};
@@ -14,6 +15,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub use batch::{append_many, BatchItem};
+pub use pg_read::{decode_pg_unparsed, read_pg_rows_in_order};
 pub use store::{append, append_singleton, head, tail_cursor, lock_key, lock_stream, read_after, read_all_in_order, read_rows_in_order, decode_all_unparsed, stream_version, Cursor};
 
 /// The tenant of single-tenant (OSS) mode.
