@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 
 use crate::api::{self, AppState};
 use crate::cli::{Cli, Command};
+use crate::commands::ingest_queue::IngestQueue;
 use crate::config::Settings;
 use crate::db::Db;
 
@@ -35,7 +36,7 @@ impl Application {
             set.spawn(crate::services::run_as_leader(db.clone(), broker.clone(), settings.clone()));
             set
         });
-        Ok(Application { listener, state: AppState { db, settings: Arc::new(settings), broker, task_workers: Default::default() }, services })
+        Ok(Application { listener, state: AppState { ingest: IngestQueue::start(db.clone()), db, settings: Arc::new(settings), broker, task_workers: Default::default() }, services })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -171,7 +171,7 @@ async fn serve_events_in(mut socket: WebSocket, state: AppState, prefect_protoco
             }
         }
         // Events accepted before a bad frame are kept.
-        if let Err(e) = ingest(&state.db, batch).await {
+        if let Err(e) = state.ingest.ingest(batch).await {
             tracing::error!(error = %e, "failed to append client events");
             let _ = socket
                 .send(Message::Close(Some(CloseFrame { code: 1011, reason: "internal error".into() })))

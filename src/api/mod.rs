@@ -56,6 +56,8 @@ pub struct AppState {
     pub broker: Arc<dyn crate::broker::Broker>,
     /// Task workers subscribed through this process (`/task_workers/filter`).
     pub task_workers: Arc<task_workers::TaskWorkers>,
+    /// Client events from every socket, appended in groups (`/events/in`).
+    pub ingest: crate::commands::ingest_queue::IngestQueue,
 }
 
 /// The whole HTTP surface.

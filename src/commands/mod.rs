@@ -11,6 +11,7 @@ pub mod flow_runs;
 pub mod deployments;
 pub mod documents;
 pub mod flows;
+pub mod ingest_queue;
 pub mod logs;
 pub mod names;
 pub mod saved_searches;

@@ -164,3 +164,51 @@ both_backends!(the_projector_stores_every_event_of_concurrent_writers_once, |app
         .await;
     assert_eq!((rows, distinct), (want, want));
 });
+
+both_backends!(concurrent_sockets_grouped_into_one_transaction_keep_every_event_once, |app: TestApp| async move {
+    // Sixteen sockets send at once, so their batches are appended in
+    // groups; every socket also resends one shared event, so groups hold
+    // the same event id more than once. Each task run must end with its
+    // three states in order, and the log with each event once.
+    let flow_id = app.create_flow("grouped").await;
+    let fr = app.create_flow_run(&flow_id).await["id"].as_str().unwrap().to_owned();
+    let shared_task_run = uuid::Uuid::now_v7().to_string();
+    let shared = task_event(&uuid::Uuid::now_v7().to_string(), &shared_task_run, &fr, "PENDING", "Pending", "2026-11-23T07:58:32.000000Z");
+    let (sockets, task_runs_each) = (16, 5);
+    let before = app.log_len().await;
+    let mut tasks = Vec::new();
+    let mut all_task_runs = Vec::new();
+    for _ in 0..sockets {
+        let task_runs: Vec<String> = (0..task_runs_each).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+        all_task_runs.extend(task_runs.clone());
+        let mut ws = connect(&app).await;
+        let (fr, shared) = (fr.clone(), shared.clone());
+        tasks.push(tokio::spawn(async move {
+            ws.send(Message::text(shared.to_string())).await.unwrap();
+            for (ty, name, sec) in [("PENDING", "Pending", "33"), ("RUNNING", "Running", "34"), ("COMPLETED", "Completed", "35")] {
+                for tr in &task_runs {
+                    let mut ev = task_event(&uuid::Uuid::now_v7().to_string(), tr, &fr, ty, name, &format!("2026-11-23T07:58:{sec}.000000Z"));
+                    // A task run of its own, not one found by the shared natural key.
+                    ev["payload"]["task_run"]["dynamic_key"] = json!(tr);
+                    ws.send(Message::text(ev.to_string())).await.unwrap();
+                }
+            }
+            ws.close(None).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let want = (sockets * task_runs_each * 3 + 1) as i64;
+    app.wait_for("every event in the log", || async { (app.log_len().await - before >= want).then_some(()) }).await;
+    assert_eq!(app.log_len().await - before, want, "each event once, the shared one included");
+    for tr in &all_task_runs {
+        let (_, states) = app.get(&format!("/task_run_states/?task_run_id={tr}")).await;
+        let types: Vec<&str> = states.as_array().unwrap().iter().map(|s| s["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["PENDING", "RUNNING", "COMPLETED"], "task run {tr}");
+        let (_, task_run) = app.get(&format!("/task_runs/{tr}")).await;
+        assert_eq!(task_run["state"]["type"], "COMPLETED");
+    }
+    let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
+    assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
+});
