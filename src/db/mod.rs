@@ -177,10 +177,22 @@ const MAX_PREPARED_PARAMS: usize = 64;
 
 /// Binds a list of [`Bind`] values onto an `Any` query.
 pub fn bind_all<'q>(
-    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
     binds: &'q [Bind],
 ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
-    if binds.len() > MAX_PREPARED_PARAMS {
+    bind_chunk(query, binds, false)
+}
+
+/// [`bind_all`] for one chunk of a chunked multi-row write. A full chunk
+/// (every chunk but the last has the same size) has the same text every
+/// time, so it stays prepared however many parameters it has: re-planning
+/// the events projector's full chunks cost ingestion about a sixth.
+pub fn bind_chunk<'q>(
+    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    binds: &'q [Bind],
+    full_chunk: bool,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    if binds.len() > MAX_PREPARED_PARAMS && !full_chunk {
         query = query.persistent(false);
     }
     for b in binds {

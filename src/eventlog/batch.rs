@@ -15,7 +15,7 @@ use sqlx::{AnyConnection, Row};
 use uuid::Uuid;
 
 use super::{AppendError, NewEvent, RecordedEvent, StreamRef, DEFAULT_WORKSPACE};
-use crate::db::{bind_all, Bind, Dialect};
+use crate::db::{bind_all, bind_chunk, Bind, Dialect};
 use crate::time::fmt_ts;
 
 /// Rows per multi-row INSERT (10 binds each).
@@ -154,7 +154,8 @@ async fn insert_chunk(conn: &mut AnyConnection, dialect: Dialect, chunk: &[(Batc
             Bind::Text(ev.payload.to_string()),
         ]);
     }
-    let rows = bind_all(sqlx::query(&dialect.rewrite(&sql)), &binds).fetch_all(&mut *conn).await?;
+    let full = chunk.len() == EVENTS_PER_INSERT;
+    let rows = bind_chunk(sqlx::query(&dialect.rewrite(&sql)), &binds, full).fetch_all(&mut *conn).await?;
     let mut at: HashMap<String, (i64, i64)> = HashMap::with_capacity(rows.len());
     for row in &rows {
         at.insert(row.try_get::<String, _>("event_id")?, (row.try_get("position")?, row.try_get("tx_id")?));

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::handoff::{ProjectedBatch, RecentBatches};
 use crate::broker::LiveEvent;
-use crate::db::{bind_all, Bind, Db, Dialect};
+use crate::db::{bind_chunk, Bind, Db, Dialect};
 use crate::eventlog::{read_after, Cursor, RecordedEvent};
 use crate::time::{fmt_ts, parse_ts};
 
@@ -118,7 +118,8 @@ pub async fn store_all(conn: &mut AnyConnection, dialect: Dialect, events: &[(St
     for chunk in rows.chunks(EVENTS_PER_INSERT) {
         let sql = format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES {} ON CONFLICT DO NOTHING RETURNING id", values_list(chunk.len(), EVENT_COLUMN_COUNT));
         let binds: Vec<Bind> = chunk.iter().flat_map(|r| r.binds.iter().cloned()).collect();
-        for row in bind_all(sqlx::query(&dialect.rewrite(&sql)), &binds).fetch_all(&mut *conn).await? {
+        let full = chunk.len() == EVENTS_PER_INSERT;
+        for row in bind_chunk(sqlx::query(&dialect.rewrite(&sql)), &binds, full).fetch_all(&mut *conn).await? {
             stored.insert(row.try_get::<String, _>(0)?);
         }
     }
@@ -136,7 +137,8 @@ pub async fn store_all(conn: &mut AnyConnection, dialect: Dialect, events: &[(St
             "INSERT INTO event_resources (event_id, occurred, resource_id, resource_role, resource) VALUES {} ON CONFLICT DO NOTHING",
             values_list(chunk.len() / 5, 5)
         );
-        bind_all(sqlx::query(&dialect.rewrite(&sql)), chunk).execute(&mut *conn).await?;
+        let full = chunk.len() == RESOURCES_PER_INSERT * 5;
+        bind_chunk(sqlx::query(&dialect.rewrite(&sql)), chunk, full).execute(&mut *conn).await?;
     }
     Ok(stored.len())
 }

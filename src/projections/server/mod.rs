@@ -197,7 +197,8 @@ async fn insert_states(
     run_column: &'static str,
     states: &[(String, &crate::orchestration::states::State, String)],
 ) -> Result<(), sqlx::Error> {
-    for chunk in states.chunks(200) {
+    const STATES_PER_INSERT: usize = 200;
+    for chunk in states.chunks(STATES_PER_INSERT) {
         let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", crate::db::sql::placeholders(i * 9 + 1, 9))).collect();
         let sql = format!(
             "INSERT INTO {table} (id, {run_column}, created, type, name, timestamp, message, state_details, data) VALUES {} ON CONFLICT DO NOTHING",
@@ -207,7 +208,8 @@ async fn insert_states(
         for (run_id, state, created) in chunk {
             binds.extend(state_row(run_column, run_id.clone(), state, created.clone()).into_iter().map(|(_, b)| b));
         }
-        exec(conn, dialect, &sql, &binds).await?;
+        let sql = dialect.rewrite(&sql);
+        crate::db::bind_chunk(sqlx::query(&sql), &binds, chunk.len() == STATES_PER_INSERT).execute(&mut *conn).await?;
     }
     Ok(())
 }
