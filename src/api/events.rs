@@ -39,7 +39,7 @@ async fn create_events(State(state): State<AppState>, AppJson(events): AppJson<V
     for ev in &events {
         ev.validate().map_err(|msg| super::error::AppError::invalid(&["body"], msg, Value::Null))?;
     }
-    ingest(&state.db, events).await?;
+    ingest(&state.db, &events).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

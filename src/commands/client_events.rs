@@ -91,14 +91,14 @@ impl ClientEvent {
 /// Appends a batch of client events in one transaction (see
 /// `eventlog::append_many`: a few statements for the whole batch) and
 /// applies them to the server model in log order. Returns how many were new.
-pub async fn ingest(db: &Db, events: Vec<ClientEvent>) -> ApiResult<usize> {
+pub async fn ingest(db: &Db, events: &[ClientEvent]) -> ApiResult<usize> {
     if events.is_empty() {
         return Ok(0);
     }
     let dialect = db.dialect;
     let received = micros(Utc::now());
     let mut items = Vec::with_capacity(events.len());
-    for ev in &events {
+    for ev in events {
         let (stream, _) = ev.stream();
         let payload = ClientEventReceived { event: ev.received(received) };
         items.push((stream, NewEvent {

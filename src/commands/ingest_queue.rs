@@ -92,24 +92,35 @@ async fn write_groups(db: Db, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
     }
 }
 
-async fn write_group(db: &Db, mut group: Vec<Job>) {
-    if group.len() == 1 {
-        let job = group.pop().expect("one job");
-        let _ = job.done.send(ingest(db, job.events).await.map(drop));
-        return;
+/// Writes a group in one transaction; if that fails, writes each batch in
+/// it on its own, so that only the batch at fault fails. The batches are
+/// moved into one list, not copied, and split again only on failure.
+async fn write_group(db: &Db, group: Vec<Job>) {
+    let mut events = Vec::with_capacity(group.iter().map(|job| job.events.len()).sum());
+    let mut waiting: Vec<(usize, oneshot::Sender<ApiResult<()>>)> = Vec::with_capacity(group.len());
+    for job in group {
+        waiting.push((job.events.len(), job.done));
+        events.extend(job.events);
     }
-    let events: Vec<ClientEvent> = group.iter().flat_map(|job| job.events.iter().cloned()).collect();
-    tracing::debug!(batches = group.len(), events = events.len(), "ingest group");
-    match ingest(db, events).await {
+    if waiting.len() > 1 {
+        tracing::debug!(batches = waiting.len(), events = events.len(), "ingest group");
+    }
+    match ingest(db, &events).await {
         Ok(_) => {
-            for job in group {
-                let _ = job.done.send(Ok(()));
+            for (_, done) in waiting {
+                let _ = done.send(Ok(()));
             }
         }
+        Err(e) if waiting.len() == 1 => {
+            let (_, done) = waiting.pop().expect("one batch");
+            let _ = done.send(Err(e));
+        }
         Err(e) => {
-            tracing::debug!(error = %e, batches = group.len(), "group append failed; writing its batches one by one");
-            for job in group {
-                let _ = job.done.send(ingest(db, job.events).await.map(drop));
+            tracing::debug!(error = %e, batches = waiting.len(), "group append failed; writing its batches one by one");
+            let mut from = 0;
+            for (len, done) in waiting {
+                let _ = done.send(ingest(db, &events[from..from + len]).await.map(drop));
+                from += len;
             }
         }
     }
