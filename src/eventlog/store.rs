@@ -202,10 +202,62 @@ fn decode_unparsed(row: &sqlx::any::AnyRow) -> Result<(RecordedEvent, String), s
     Ok((event, payload))
 }
 
+/// Where a Postgres follower may read up to: the oldest transaction *of this
+/// database* that may still be appending, seen through two moments so that
+/// none is missed.
+///
+/// `pg_snapshot_xmin` alone would do, but it is cluster-wide: a long
+/// transaction in any other database of the server (another application, a
+/// migration, a replay into a scratch database) would stall every follower
+/// here for as long as it lasts. So the probe, taken first, records the
+/// next transaction id to be assigned and the ids this database's backends
+/// hold; the read, taken after, then waits only for the in-flight ids that
+/// are either in that list or newer than the probe. A transaction of this
+/// database that is in flight at the read and began before the probe was in
+/// flight at the probe too, so it is in the list: nothing that can still
+/// commit is ever passed. A foreign transaction that began after the probe
+/// holds the read back only until the next probe. The two moments need two
+/// snapshots: the connection must be at READ COMMITTED, as every one here is.
+#[derive(Debug, Clone)]
+struct Horizon {
+    /// `pg_snapshot_xmax` at the probe: every id from here on counts.
+    next_xid: i64,
+    /// The 32-bit ids (`backend_xid`) held by this database's backends at the
+    /// probe, comma-separated.
+    own_in_flight: String,
+}
+
+async fn probe_horizon(conn: &mut AnyConnection) -> Result<Horizon, sqlx::Error> {
+    // Backend states are cached for the rest of a transaction once read; a
+    // stale list could miss an appender, so the cache is dropped first.
+    sqlx::query("SELECT 1 AS cleared FROM (SELECT pg_stat_clear_snapshot()) AS c").fetch_one(&mut *conn).await?;
+    let row = sqlx::query(
+        "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid, \
+                COALESCE((SELECT string_agg(backend_xid::text, ',') FROM pg_stat_activity \
+                          WHERE datname = current_database() AND backend_xid IS NOT NULL), '') AS own_in_flight",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Horizon { next_xid: row.try_get("next_xid")?, own_in_flight: row.try_get("own_in_flight")? })
+}
+
+/// SQL for the horizon of a statement whose `$h1` is [`Horizon::next_xid`]
+/// and `$h2` [`Horizon::own_in_flight`]: the oldest counted in-flight id of
+/// the statement's snapshot, else its `xmax`.
+fn horizon_sql(h1: &str, h2: &str) -> String {
+    format!(
+        "(SELECT LEAST(pg_snapshot_xmax(s.snap)::text::bigint, \
+                 (SELECT MIN(x::text::bigint) FROM pg_snapshot_xip(s.snap) AS x \
+                  WHERE x::text::bigint >= {h1}::bigint \
+                     OR x::text::bigint % 4294967296 = ANY(string_to_array({h2}::text, ',')::bigint[])))::text::xid8 \
+          FROM (SELECT pg_current_snapshot() AS snap) AS s)"
+    )
+}
+
 /// Reads up to `limit` committed events after `cursor`, in follow order.
 ///
-/// On Postgres only events of transactions older than every transaction still
-/// in flight are returned (`tx_id < pg_snapshot_xmin`), so an event that
+/// On Postgres only events of transactions older than every transaction of
+/// this database still in flight are returned ([`Horizon`]), so an event that
 /// commits late can never fall behind a cursor that has already passed it.
 pub async fn read_after(
     conn: &mut AnyConnection,
@@ -213,38 +265,52 @@ pub async fn read_after(
     cursor: Cursor,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-    let sql = match dialect {
-        Dialect::Postgres => format!(
-            "SELECT {} FROM es_events \
-             WHERE (tx_id, position) > ($1::text::xid8, $2) \
-               AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY tx_id, position LIMIT $3",
-            select_columns(dialect)
-        ),
-        Dialect::Sqlite => format!(
-            "SELECT {} FROM es_events WHERE position > ?1 ORDER BY position LIMIT ?2",
-            select_columns(dialect)
-        ),
+    let rows = match dialect {
+        Dialect::Postgres => {
+            let horizon = probe_horizon(conn).await?;
+            let sql = format!(
+                "SELECT {} FROM es_events \
+                 WHERE (tx_id, position) > ($1::text::xid8, $2) AND tx_id < {} \
+                 ORDER BY tx_id, position LIMIT $3",
+                select_columns(dialect),
+                horizon_sql("$4", "$5")
+            );
+            sqlx::query(&sql)
+                .bind(cursor.tx_id.to_string())
+                .bind(cursor.position)
+                .bind(limit)
+                .bind(horizon.next_xid)
+                .bind(horizon.own_in_flight)
+                .fetch_all(&mut *conn)
+                .await?
+        }
+        Dialect::Sqlite => {
+            let sql = format!("SELECT {} FROM es_events WHERE position > ?1 ORDER BY position LIMIT ?2", select_columns(dialect));
+            sqlx::query(&sql).bind(cursor.position).bind(limit).fetch_all(&mut *conn).await?
+        }
     };
-    let query = match dialect {
-        Dialect::Postgres => sqlx::query(&sql).bind(cursor.tx_id.to_string()),
-        Dialect::Sqlite => sqlx::query(&sql),
-    };
-    let rows = query.bind(cursor.position).bind(limit).fetch_all(&mut *conn).await?;
     rows.iter().map(decode).collect()
 }
 
 /// The newest entry a follower can read now ([`read_after`]'s ceiling): a
 /// follower starting here sees exactly what is appended from now on.
 pub async fn tail_cursor(conn: &mut AnyConnection, dialect: Dialect) -> Result<Cursor, sqlx::Error> {
-    let sql = match dialect {
+    let row = match dialect {
         Dialect::Postgres => {
-            "SELECT tx_id::text::bigint AS tx_id, position FROM es_events \
-             WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY tx_id DESC, position DESC LIMIT 1"
+            let horizon = probe_horizon(conn).await?;
+            let sql = format!(
+                "SELECT tx_id::text::bigint AS tx_id, position FROM es_events \
+                 WHERE tx_id < {} ORDER BY tx_id DESC, position DESC LIMIT 1",
+                horizon_sql("$1", "$2")
+            );
+            sqlx::query(&sql).bind(horizon.next_xid).bind(horizon.own_in_flight).fetch_optional(&mut *conn).await?
         }
-        Dialect::Sqlite => "SELECT 0 AS tx_id, position FROM es_events ORDER BY position DESC LIMIT 1",
+        Dialect::Sqlite => {
+            sqlx::query("SELECT 0 AS tx_id, position FROM es_events ORDER BY position DESC LIMIT 1")
+                .fetch_optional(&mut *conn)
+                .await?
+        }
     };
-    let row = sqlx::query(sql).fetch_optional(&mut *conn).await?;
     match row {
         Some(r) => Ok(Cursor { tx_id: r.try_get("tx_id")?, position: r.try_get("position")? }),
         None => Ok(Cursor::default()),

@@ -12,6 +12,7 @@ mod events;
 mod events_in;
 mod eventlog_append;
 mod flow_runs;
+mod follow_horizon;
 mod handshake;
 mod replay;
 mod run_monitors;
