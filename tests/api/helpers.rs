@@ -44,6 +44,12 @@ mod tempdir {
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    // The server's warnings (a projector batch that failed and is retried,
+    // say) go to the test's captured output: a failing test shows them.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
     let name = format!("prefect_test_{}", Uuid::new_v4().simple());
     let (database, cleanup, dir) = match backend {
         Backend::Sqlite => {
