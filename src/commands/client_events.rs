@@ -98,27 +98,11 @@ pub async fn ingest(db: &Db, events: &[ClientEvent]) -> ApiResult<usize> {
     }
     let dialect = db.dialect;
     let received = micros(Utc::now());
-    let mut items = Vec::with_capacity(events.len());
-    for ev in events {
-        let (stream, _) = ev.stream();
-        // The log payload is `ClientEventReceived`, built in place (a
-        // `to_value` of the struct would copy the event a second time).
-        let mut payload = Map::with_capacity(1);
-        payload.insert("event".into(), ev.received(received));
-        items.push((stream, NewEvent {
-            event_id: ev.id,
-            event_type: ev.event.clone(),
-            occurred: micros(ev.occurred),
-            payload: Value::Object(payload),
-            correlation_id: None,
-            causation_id: ev.follows,
-        }));
-    }
+    // The batch is built inside the attempt, from the borrowed events: a
+    // built batch moves into the append, so keeping one for a retry would
+    // copy every event once more, and retries are rare.
     write(db, move |conn| {
-        let batch: Vec<BatchItem> = items
-            .iter()
-            .map(|(stream, event)| BatchItem { stream: *stream, singleton: stream.stream_type == StreamType::ClientEvent, event: event.clone() })
-            .collect();
+        let batch: Vec<BatchItem> = events.iter().map(|ev| batch_item(ev, received)).collect();
         Box::pin(async move {
             let recorded = append_many(conn, dialect, batch).await?;
             crate::projections::server::apply_client_batch(conn, dialect, &recorded).await?;
@@ -126,6 +110,27 @@ pub async fn ingest(db: &Db, events: &[ClientEvent]) -> ApiResult<usize> {
         })
     })
     .await
+}
+
+/// The log entry for a client event received at `received`.
+fn batch_item(ev: &ClientEvent, received: DateTime<Utc>) -> BatchItem {
+    let (stream, _) = ev.stream();
+    // The log payload is `ClientEventReceived`, built in place (a `to_value`
+    // of the struct would copy the event a second time).
+    let mut payload = Map::with_capacity(1);
+    payload.insert("event".into(), ev.received(received));
+    BatchItem {
+        stream,
+        singleton: stream.stream_type == StreamType::ClientEvent,
+        event: NewEvent {
+            event_id: ev.id,
+            event_type: ev.event.clone(),
+            occurred: micros(ev.occurred),
+            payload: Value::Object(payload),
+            correlation_id: None,
+            causation_id: ev.follows,
+        },
+    }
 }
 
 #[cfg(test)]
