@@ -58,7 +58,9 @@ pub async fn append_many(conn: &mut AnyConnection, dialect: Dialect, items: Vec<
         rows.push((item, version));
     }
     let mut recorded = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(EVENTS_PER_INSERT) {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<(BatchItem, i64)> = rows.by_ref().take(EVENTS_PER_INSERT).collect();
         recorded.extend(insert_chunk(conn, dialect, chunk).await?);
     }
     recorded.sort_by_key(|e| e.position);
@@ -119,7 +121,9 @@ async fn current_versions(conn: &mut AnyConnection, dialect: Dialect, streams: &
     Ok(versions)
 }
 
-async fn insert_chunk(conn: &mut AnyConnection, dialect: Dialect, chunk: &[(BatchItem, i64)]) -> Result<Vec<RecordedEvent>, AppendError> {
+/// Inserts one chunk and returns its events as recorded; the events move
+/// into the records (their payloads are not copied).
+async fn insert_chunk(conn: &mut AnyConnection, dialect: Dialect, chunk: Vec<(BatchItem, i64)>) -> Result<Vec<RecordedEvent>, AppendError> {
     // Postgres needs the column types spelled out; SQLite stores the text as is.
     const PG_CASTS: [&str; 10] = ["::uuid", "", "::uuid", "", "", "::uuid", "::timestamptz", "::uuid", "::uuid", "::json"];
     let row_sql = |i: usize| {
@@ -139,7 +143,7 @@ async fn insert_chunk(conn: &mut AnyConnection, dialect: Dialect, chunk: &[(Batc
         values.join(", ")
     );
     let mut binds = Vec::with_capacity(chunk.len() * 10);
-    for (item, version) in chunk {
+    for (item, version) in &chunk {
         let ev = &item.event;
         binds.extend([
             Bind::Text(ev.event_id.to_string()),
@@ -168,9 +172,9 @@ async fn insert_chunk(conn: &mut AnyConnection, dialect: Dialect, chunk: &[(Batc
             }
             // Under the stream lock, after the resend check, nothing else can
             // take this version: refuse rather than leave a gap.
-            return Err(AppendError::WrongExpectedVersion { stream: item.stream.lock_key(), expected: super::ExpectedVersion::Any, actual: *version });
+            return Err(AppendError::WrongExpectedVersion { stream: item.stream.lock_key(), expected: super::ExpectedVersion::Any, actual: version });
         };
-        recorded.push(RecordedEvent::appended(item.event.clone(), item.stream, *version, position, tx_id));
+        recorded.push(RecordedEvent::appended(item.event, item.stream, version, position, tx_id));
     }
     Ok(recorded)
 }
