@@ -223,7 +223,8 @@ struct Horizon {
     /// `pg_snapshot_xmax` at the probe: every id from here on counts.
     next_xid: i64,
     /// The 32-bit ids (`backend_xid`) held by this database's backends at the
-    /// probe, comma-separated.
+    /// probe, comma-separated. Autovacuum workers are left out: their ANALYZE
+    /// takes an id, can run for a while, and never writes the log.
     own_in_flight: String,
 }
 
@@ -234,7 +235,8 @@ async fn probe_horizon(conn: &mut AnyConnection) -> Result<Horizon, sqlx::Error>
     let row = sqlx::query(
         "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid, \
                 COALESCE((SELECT string_agg(backend_xid::text, ',') FROM pg_stat_activity \
-                          WHERE datname = current_database() AND backend_xid IS NOT NULL), '') AS own_in_flight",
+                          WHERE datname = current_database() AND backend_xid IS NOT NULL \
+                            AND backend_type <> 'autovacuum worker'), '') AS own_in_flight",
     )
     .fetch_one(&mut *conn)
     .await?;

@@ -54,9 +54,12 @@ async fn an_appender_in_flight_in_this_database_holds_followers_before_it() {
     // its cursor; the tail stops before both.
     assert_eq!(followed(&app, &[late_id, committed]).await, Vec::<Uuid>::new());
     let before = tail(&app).await;
-    // When the late appender commits, both are read, in commit-id order.
+    // When the late appender commits, both are read, in commit-id order
+    // (once the server's own short transactions that began before them end).
     late.commit().await.unwrap();
-    assert_eq!(followed(&app, &[late_id, committed]).await, vec![late_id, committed]);
+    let both = [late_id, committed];
+    app.wait_for("both events to be followed", || async { (followed(&app, &both).await.len() == 2).then_some(()) }).await;
+    assert_eq!(followed(&app, &both).await, vec![late_id, committed]);
     assert!(tail(&app).await > before);
     other.close().await;
 }
@@ -71,8 +74,10 @@ async fn a_transaction_in_flight_in_another_database_does_not_hold_followers() {
     sqlx::query("SELECT pg_current_xact_id()::text AS xid").fetch_one(&mut *open).await.unwrap();
     // When an event commits here
     let committed = append_committed(&app.db).await;
-    // Then a follower reads it at once, and the tail is past it
-    assert_eq!(followed(&app, &[committed]).await, vec![committed]);
+    // Then a follower reads it while that transaction is still open (the
+    // server's own short transactions may delay it, the open one does not),
+    // and the tail is past it
+    app.wait_for("the event to be followed", || async { (followed(&app, &[committed]).await == vec![committed]).then_some(()) }).await;
     let mut conn = app.db.reader().acquire().await.unwrap();
     let all = read_after(&mut conn, app.db.dialect, Cursor::default(), 100_000).await.unwrap();
     let at = all.iter().find(|e| e.event_id == committed).unwrap();
