@@ -134,6 +134,17 @@ pub struct ClientEventReceived {
     pub event: Value,
 }
 
+impl ClientEventReceived {
+    /// The log payload, `{"event": ...}`, with the event moved in: a
+    /// `to_value` of the struct would copy the whole event once more, on a
+    /// path every event sent to `/events/in` takes.
+    pub fn into_payload(self) -> Value {
+        let mut payload = serde_json::Map::with_capacity(1);
+        payload.insert("event".into(), self.event);
+        Value::Object(payload)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogRecord {
     pub id: Uuid,

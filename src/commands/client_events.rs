@@ -12,6 +12,7 @@ use super::write;
 use crate::api::error::ApiResult;
 use crate::db::Db;
 use crate::eventlog::{append_many, BatchItem, ExpectedVersion, NewEvent, StreamRef, StreamType};
+use crate::server_events::ClientEventReceived;
 use crate::time::{fmt_ts, micros};
 
 /// Prefect's `Event` (what clients send).
@@ -115,10 +116,6 @@ pub async fn ingest(db: &Db, events: &[ClientEvent]) -> ApiResult<usize> {
 /// The log entry for a client event received at `received`.
 fn batch_item(ev: &ClientEvent, received: DateTime<Utc>) -> BatchItem {
     let (stream, _) = ev.stream();
-    // The log payload is `ClientEventReceived`, built in place (a `to_value`
-    // of the struct would copy the event a second time).
-    let mut payload = Map::with_capacity(1);
-    payload.insert("event".into(), ev.received(received));
     BatchItem {
         stream,
         singleton: stream.stream_type == StreamType::ClientEvent,
@@ -126,7 +123,7 @@ fn batch_item(ev: &ClientEvent, received: DateTime<Utc>) -> BatchItem {
             event_id: ev.id,
             event_type: ev.event.clone(),
             occurred: micros(ev.occurred),
-            payload: Value::Object(payload),
+            payload: ClientEventReceived { event: ev.received(received) }.into_payload(),
             correlation_id: None,
             causation_id: ev.follows,
         },
@@ -160,7 +157,7 @@ mod tests {
         let got = ev.received(received);
         // Same text, so the same key order (the log stores the text).
         assert_eq!(got.to_string(), expected.to_string());
-        let as_struct = serde_json::to_value(crate::server_events::ClientEventReceived { event: got.clone() }).unwrap();
-        assert_eq!(as_struct, json!({"event": got}));
+        let as_struct = serde_json::to_value(ClientEventReceived { event: got.clone() }).unwrap();
+        assert_eq!(ClientEventReceived { event: got }.into_payload(), as_struct);
     }
 }
