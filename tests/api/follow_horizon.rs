@@ -9,7 +9,7 @@ use prefect_server::eventlog::{append, read_after, tail_cursor, Cursor, Expected
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app, Backend, TestApp};
+use crate::helpers::{postgres_admin_url, spawn_app, Backend, TestApp};
 
 fn event() -> NewEvent {
     NewEvent::new(Uuid::now_v7(), "test.followed", chrono::Utc::now(), json!({}))
@@ -68,8 +68,7 @@ async fn an_appender_in_flight_in_this_database_holds_followers_before_it() {
 async fn a_transaction_in_flight_in_another_database_does_not_hold_followers() {
     let app = spawn_app(Backend::Postgres).await;
     // Given a transaction with an id, left open in another database of the server
-    let admin = std::env::var("PREFECT_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".into());
-    let foreign = Db::connect(&DatabaseUrl::parse(&admin).unwrap(), 1).await.unwrap();
+    let foreign = Db::connect(&DatabaseUrl::parse(&postgres_admin_url()).unwrap(), 1).await.unwrap();
     let mut open = foreign.begin_write().await.unwrap();
     sqlx::query("SELECT pg_current_xact_id()::text AS xid").fetch_one(&mut *open).await.unwrap();
     // When an event commits here

@@ -17,7 +17,7 @@ pub enum Backend {
 }
 
 /// Where the test Postgres lives (a server with trust auth, as on CI).
-fn postgres_admin_url() -> String {
+pub fn postgres_admin_url() -> String {
     std::env::var("PREFECT_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".into())
 }
 
