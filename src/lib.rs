@@ -23,6 +23,7 @@ pub mod eventlog;
 pub mod events_model;
 pub mod orchestration;
 pub mod projections;
+pub mod py_json;
 pub mod py_repr;
 pub mod replay;
 pub mod schedules;

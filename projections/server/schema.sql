@@ -380,3 +380,57 @@ CREATE TABLE IF NOT EXISTS artifact_collection (
     version         BIGINT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS uq_artifact_collection__workspace_key ON artifact_collection (workspace_id, key);
+
+-- Blocks (Prefect's `block_types`, `block_schemas` and `block_documents`
+-- routers). A schema's `fields` is the JSON schema as registered (with its
+-- definitions and `block_schema_references`); `schema_version` is Prefect's
+-- `version` (the `version` column is the stream version). A document's
+-- `data` holds its values without nested-block references, which are kept
+-- in `document_refs` as `{field: referenced document id}`.
+CREATE TABLE IF NOT EXISTS block_type (
+    id                  TEXT PRIMARY KEY,
+    workspace_id        TEXT NOT NULL,
+    created             TEXT NOT NULL,
+    updated             TEXT NOT NULL,
+    name                TEXT NOT NULL,
+    slug                TEXT NOT NULL,
+    logo_url            TEXT,
+    documentation_url   TEXT,
+    description         TEXT,
+    code_example        TEXT,
+    is_protected        BIGINT NOT NULL DEFAULT 0,
+    version             BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_block_type__workspace_slug ON block_type (workspace_id, slug);
+
+CREATE TABLE IF NOT EXISTS block_schema (
+    id                  TEXT PRIMARY KEY,
+    workspace_id        TEXT NOT NULL,
+    created             TEXT NOT NULL,
+    updated             TEXT NOT NULL,
+    checksum            TEXT NOT NULL,
+    fields              TEXT NOT NULL,
+    capabilities        TEXT NOT NULL DEFAULT '[]',
+    schema_version      TEXT NOT NULL,
+    block_type_id       TEXT NOT NULL,
+    version             BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_block_schema__workspace_checksum_version ON block_schema (workspace_id, checksum, schema_version);
+CREATE INDEX IF NOT EXISTS ix_block_schema__block_type_id ON block_schema (block_type_id);
+
+CREATE TABLE IF NOT EXISTS block_document (
+    id                  TEXT PRIMARY KEY,
+    workspace_id        TEXT NOT NULL,
+    created             TEXT NOT NULL,
+    updated             TEXT NOT NULL,
+    name                TEXT NOT NULL,
+    data                TEXT NOT NULL DEFAULT '{}',
+    is_anonymous        BIGINT NOT NULL DEFAULT 0,
+    block_type_name     TEXT,
+    block_type_id       TEXT NOT NULL,
+    block_schema_id     TEXT NOT NULL,
+    document_refs       TEXT NOT NULL DEFAULT '{}',
+    version             BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_block_document__workspace_type_name ON block_document (workspace_id, block_type_id, name);
+CREATE INDEX IF NOT EXISTS ix_block_document__block_schema_id ON block_document (block_schema_id);

@@ -45,11 +45,21 @@ impl AppError {
         }
     }
 
-    /// A 422 for one field, shaped like a pydantic error.
+    /// A 422 for one field, shaped like a pydantic `value_error` (whose
+    /// `ctx.error`, the exception, FastAPI encodes as `{}`).
     pub fn invalid(loc: &[&str], msg: impl Into<String>, input: Value) -> Self {
         AppError::Validation {
-            detail: vec![json!({"type": "value_error", "loc": loc, "msg": msg.into(), "input": input})],
+            detail: vec![json!({"type": "value_error", "loc": loc, "msg": msg.into(), "input": input, "ctx": {"error": {}}})],
             body: Value::Null,
+        }
+    }
+
+    /// A validation error that names no request body yet gets `body` as
+    /// its `request_body`, as FastAPI reports it.
+    pub fn with_body(self, body: &Value) -> Self {
+        match self {
+            AppError::Validation { detail, body: Value::Null } => AppError::Validation { detail, body: body.clone() },
+            other => other,
         }
     }
 }

@@ -39,6 +39,13 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
             body: Value::String(String::from_utf8_lossy(bytes).into_owned()),
         })?
     };
+    from_value(value)
+}
+
+/// Deserialises an already parsed body as `T`, with [`parse_body`]'s 422s
+/// (for routes that check the raw body first, as a pydantic "before"
+/// validator does).
+pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, AppError> {
     serde_path_to_error::deserialize::<_, T>(value.clone()).map_err(|e| {
         let path: Vec<Value> = e
             .path()

@@ -5,6 +5,10 @@ pub mod admin;
 mod admin_settings;
 mod artifacts;
 mod automations;
+mod block_capabilities;
+mod block_documents;
+mod block_schemas;
+mod block_types;
 mod body;
 pub mod concurrency_limits;
 pub mod concurrency_limits_v2;
@@ -74,6 +78,10 @@ pub fn router(state: AppState) -> Router {
         .merge(task_run_subscriptions::router())
         .merge(task_workers::router())
         .merge(artifacts::router())
+        .merge(block_types::router())
+        .merge(block_schemas::router())
+        .merge(block_documents::router())
+        .merge(block_capabilities::router())
         .merge(history::router())
         .merge(ui::router())
         .merge(logs::router())

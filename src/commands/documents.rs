@@ -29,6 +29,9 @@ fn kind(stream_type: StreamType) -> &'static str {
         StreamType::TaskRunDelivery => "task-run-delivery",
         StreamType::Artifact => "artifact",
         StreamType::ArtifactCollection => "artifact-collection",
+        StreamType::BlockType => "block-type",
+        StreamType::BlockSchema => "block-schema",
+        StreamType::BlockDocument => "block-document",
         _ => "document",
     }
 }

@@ -4,6 +4,9 @@
 //! inline. Handlers stay thin; the log stays the source of truth.
 
 pub mod artifacts;
+pub mod block_documents;
+pub mod block_schemas;
+pub mod block_types;
 pub mod client_events;
 pub mod concurrency_limits;
 pub mod flow_run_inputs;

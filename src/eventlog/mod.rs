@@ -44,6 +44,9 @@ pub enum StreamType {
     Artifact,
     /// The latest artifact of a key (Prefect's `artifact_collection`).
     ArtifactCollection,
+    BlockType,
+    BlockSchema,
+    BlockDocument,
 }
 
 impl StreamType {
@@ -67,6 +70,9 @@ impl StreamType {
             StreamType::TaskRunDelivery => "task_run_delivery",
             StreamType::Artifact => "artifact",
             StreamType::ArtifactCollection => "artifact_collection",
+            StreamType::BlockType => "block_type",
+            StreamType::BlockSchema => "block_schema",
+            StreamType::BlockDocument => "block_document",
         }
     }
 
@@ -90,6 +96,9 @@ impl StreamType {
             StreamType::TaskRunDelivery,
             StreamType::Artifact,
             StreamType::ArtifactCollection,
+            StreamType::BlockType,
+            StreamType::BlockSchema,
+            StreamType::BlockDocument,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)

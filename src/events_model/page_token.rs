@@ -55,7 +55,7 @@ pub fn to_page_token(filter: &EventFilter, count: i64, page_size: i64, current_o
     m.insert("count".into(), count.into());
     m.insert("page_size".into(), page_size.into());
     m.insert("offset".into(), (current_offset + page_size).into());
-    Some(b64encode(python_json_dumps(&Value::Object(m)).as_bytes()))
+    Some(b64encode(crate::py_json::dumps(&Value::Object(m)).as_bytes()))
 }
 
 /// Prefect's `generate_next_page_link`: `base_url` is the server's root URL
@@ -84,68 +84,6 @@ pub fn decode_page_token(param: &str) -> Result<PageToken, PageTokenError> {
 }
 
 // ------------------------------------------------- Python compatibility ---
-
-/// `json.dumps(v)` with Python's defaults: `", "` and `": "` separators,
-/// non-ASCII escaped (`ensure_ascii`).
-pub fn python_json_dumps(v: &Value) -> String {
-    let mut out = String::new();
-    write_py(v, &mut out);
-    out
-}
-
-fn write_py(v: &Value, out: &mut String) {
-    match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
-        Value::String(s) => write_py_str(s, out),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_py(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(m) => {
-            out.push('{');
-            for (i, (k, item)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_py_str(k, out);
-                out.push_str(": ");
-                write_py(item, out);
-            }
-            out.push('}');
-        }
-    }
-}
-
-fn write_py_str(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
-            _ => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-        }
-    }
-    out.push('"');
-}
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -300,11 +238,5 @@ mod tests {
         assert_eq!(py_b64decode(b"Zg=x=").unwrap(), b"f\x0c");
         assert_eq!(py_b64decode(b"Zg=").map(|_| ()), None);
         assert_eq!(py_b64decode(b"=Zg==").unwrap(), b"f");
-    }
-
-    #[test]
-    fn json_dumps_matches_python() {
-        let v = json!({"a": [1, "é\u{1F600}\"\\\n\u{1}\u{7f}"], "b": {}, "c": [], "d": null, "e": true});
-        assert_eq!(python_json_dumps(&v), r#"{"a": [1, "\u00e9\ud83d\ude00\"\\\n\u0001\u007f"], "b": {}, "c": [], "d": null, "e": true}"#);
     }
 }

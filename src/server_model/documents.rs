@@ -212,6 +212,49 @@ pub const ARTIFACT_COLLECTION: Table = Table {
     ],
 };
 
+/// A block type (`is_protected` types come from Prefect's own block
+/// registration; API-created ones never are).
+pub const BLOCK_TYPE: Table = Table {
+    name: "block_type",
+    fields: &[
+        f("name", Text),
+        f("slug", Text),
+        f("logo_url", Text),
+        f("documentation_url", Text),
+        f("description", Text),
+        f("code_example", Text),
+        f("is_protected", Bool),
+    ],
+};
+
+/// A block schema: `fields` is the JSON schema, `version` Prefect's schema
+/// version (its column is `schema_version`: `version` is the stream's).
+pub const BLOCK_SCHEMA: Table = Table {
+    name: "block_schema",
+    fields: &[
+        f("checksum", Text),
+        f("fields", Json),
+        f("capabilities", Json),
+        Field { json: "version", column: "schema_version", kind: Text },
+        f("block_type_id", Text),
+    ],
+};
+
+/// A block document: `data` without nested-block references, which are
+/// `references` (`{field: referenced document id}`).
+pub const BLOCK_DOCUMENT: Table = Table {
+    name: "block_document",
+    fields: &[
+        f("name", Text),
+        f("data", Json),
+        f("is_anonymous", Bool),
+        f("block_type_name", Text),
+        f("block_type_id", Text),
+        f("block_schema_id", Text),
+        Field { json: "references", column: "document_refs", kind: Json },
+    ],
+};
+
 impl Table {
     /// `t.id, t.created, t.updated, t.<columns>...` for a SELECT.
     pub fn select_list(&self, alias: &str) -> String {

@@ -208,6 +208,17 @@ pub fn status_event_name(kind: &str, status: &str) -> String {
 }
 
 /// `document` with `changes` applied: what an event describing the change shows.
+/// Prefect's `_lifecycle_event` (`events/schemas/lifecycle.py`): the
+/// `prefect.<kind>.<action>` event of an object, named when it has a name.
+pub fn lifecycle_event(kind: &str, action: &str, id: &str, name: Option<&str>, related: Vec<Value>, payload: Value, occurred: DateTime<Utc>) -> Value {
+    let mut resource = serde_json::Map::new();
+    resource.insert("prefect.resource.id".into(), Value::String(format!("prefect.{kind}.{id}")));
+    if let Some(name) = name {
+        resource.insert("prefect.resource.name".into(), Value::String(name.to_owned()));
+    }
+    event(&format!("prefect.{kind}.{action}"), Value::Object(resource), related, payload, occurred)
+}
+
 pub fn merged(document: &Map<String, Value>, changes: &Map<String, Value>) -> Map<String, Value> {
     let mut after = document.clone();
     after.extend(changes.clone());

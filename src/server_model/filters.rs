@@ -13,6 +13,7 @@
 //! [`Dialect::rewrite`] and bind [`Sql::binds`] in order.
 
 mod artifacts;
+mod blocks;
 mod common;
 pub mod documents;
 mod flow_runs;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 pub use artifacts::{artifacts_where, ArtifactFilterBody};
+pub use blocks::{block_documents_where, block_documents_where_exactly, block_schemas_where, block_types_where};
 pub use common::{format_ts, Operator, StateType, Timestamp};
 pub use flow_runs::*;
 pub use flows::*;

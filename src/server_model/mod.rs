@@ -1,6 +1,7 @@
 //! Queries over the server read model and the JSON shapes Prefect returns
 //! for its rows (`Flow`, `FlowRunResponse`, `TaskRun`, `State`, `Log`).
 
+pub mod blocks;
 pub mod concurrency_limits;
 pub mod deployments;
 pub mod documents;

@@ -101,6 +101,26 @@ impl VariableSort {
 }
 
 sort_enum!(
+    /// `BlockDocumentSort`; the `/block_documents/filter` default is `NAME_ASC`.
+    BlockDocumentSort, default NameAsc, {
+        NameDesc => "NAME_DESC",
+        NameAsc => "NAME_ASC",
+        BlockTypeAndNameAsc => "BLOCK_TYPE_AND_NAME_ASC",
+    }
+);
+
+impl BlockDocumentSort {
+    /// `ORDER BY` terms (without the keywords) for the `block_document` alias `t`.
+    pub fn order_by(self, t: &str) -> String {
+        match self {
+            BlockDocumentSort::NameDesc => terms(t, &[("{t}.name", true)]),
+            BlockDocumentSort::NameAsc => terms(t, &[("{t}.name", false)]),
+            BlockDocumentSort::BlockTypeAndNameAsc => terms(t, &[("{t}.block_type_name", false), ("{t}.name", false)]),
+        }
+    }
+}
+
+sort_enum!(
     /// `FlowSort`; the `/flows/filter` default is `NAME_ASC`.
     FlowSort, default NameAsc, {
         CreatedDesc => "CREATED_DESC",

@@ -5,6 +5,7 @@ mod helpers;
 
 mod artifacts;
 mod bad_input;
+mod blocks;
 mod concurrency_limits;
 mod dashboard;
 mod deployments;

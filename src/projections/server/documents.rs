@@ -1,5 +1,5 @@
 //! Document rows (work pools, work queues, workers, deployments, deployment
-//! schedules, variables, flow-run inputs, saved searches): one generic insert / update / delete driven by the table
+//! schedules, variables, flow-run inputs, saved searches, blocks...): one generic insert / update / delete driven by the table
 //! descriptors in `server_model::documents`, plus the cascades Prefect's
 //! foreign keys perform when a document is deleted.
 
@@ -12,7 +12,7 @@ use super::{exec, insert_row, payload, update_row, Cols, ProjectionError};
 use crate::db::{Bind, Dialect};
 use crate::eventlog::{RecordedEvent, StreamType};
 use crate::server_events::{DocumentCreated, DocumentUpdated};
-use crate::server_model::documents::{bind, Table, ARTIFACT, ARTIFACT_COLLECTION, CONCURRENCY_LEASE, CONCURRENCY_LIMIT, DEPLOYMENT, DEPLOYMENT_SCHEDULE, FLOW_RUN_INPUT, SAVED_SEARCH, TASK_RUN_DELIVERY, VARIABLE, WORKER, WORK_POOL, WORK_QUEUE};
+use crate::server_model::documents::{bind, Table, ARTIFACT, ARTIFACT_COLLECTION, BLOCK_DOCUMENT, BLOCK_SCHEMA, BLOCK_TYPE, CONCURRENCY_LEASE, CONCURRENCY_LIMIT, DEPLOYMENT, DEPLOYMENT_SCHEDULE, FLOW_RUN_INPUT, SAVED_SEARCH, TASK_RUN_DELIVERY, VARIABLE, WORKER, WORK_POOL, WORK_QUEUE};
 use crate::time::fmt_ts;
 
 pub(super) fn table_of(stream_type: StreamType) -> Option<&'static Table> {
@@ -30,6 +30,9 @@ pub(super) fn table_of(stream_type: StreamType) -> Option<&'static Table> {
         StreamType::TaskRunDelivery => &TASK_RUN_DELIVERY,
         StreamType::Artifact => &ARTIFACT,
         StreamType::ArtifactCollection => &ARTIFACT_COLLECTION,
+        StreamType::BlockType => &BLOCK_TYPE,
+        StreamType::BlockSchema => &BLOCK_SCHEMA,
+        StreamType::BlockDocument => &BLOCK_DOCUMENT,
         _ => return None,
     })
 }
@@ -105,6 +108,10 @@ fn cascade(table: &Table) -> &'static [&'static str] {
             "DELETE FROM deployment_schedule WHERE deployment_id = $1",
             "UPDATE flow_run SET deployment_id = NULL WHERE deployment_id = $1",
         ],
+        // A block type takes its schemas and documents with it, and a
+        // schema its documents (Prefect's `ondelete="cascade"`).
+        "block_type" => &["DELETE FROM block_document WHERE block_type_id = $1", "DELETE FROM block_schema WHERE block_type_id = $1"],
+        "block_schema" => &["DELETE FROM block_document WHERE block_schema_id = $1"],
         _ => &[],
     }
 }

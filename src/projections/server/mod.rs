@@ -48,6 +48,9 @@ pub const TABLES: &[&str] = &[
     "task_run_delivery",
     "artifact_collection",
     "artifact",
+    "block_document",
+    "block_schema",
+    "block_type",
     "flow",
 ];
 

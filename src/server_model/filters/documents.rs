@@ -87,6 +87,24 @@ pub const ARTIFACT_COLLECTION_FILTER: &[FieldSpec] = &[
     spec("type", "type", Text, &["any_", "not_any_"]),
 ];
 
+pub const BLOCK_TYPE_FILTER: &[FieldSpec] = &[spec("name", "name", Text, &["like_"]), spec("slug", "slug", Text, &["any_"])];
+
+/// `BlockSchemaFilter`: `block_capabilities.all_` is "has every one of".
+pub const BLOCK_SCHEMA_FILTER: &[FieldSpec] = &[
+    spec("block_type_id", "block_type_id", Uuid, &["any_"]),
+    spec("block_capabilities", "capabilities", Tags, &["all_"]),
+    spec("id", "id", Uuid, &["any_"]),
+    spec("version", "schema_version", Text, &["any_"]),
+];
+
+/// `BlockDocumentFilter` (its `is_anonymous` default is the caller's).
+pub const BLOCK_DOCUMENT_FILTER: &[FieldSpec] = &[
+    spec("id", "id", Uuid, &["any_"]),
+    spec("is_anonymous", "is_anonymous", Bool, &["eq_"]),
+    spec("block_type_id", "block_type_id", Uuid, &["any_"]),
+    spec("name", "name", Text, &["any_", "like_"]),
+];
+
 fn invalid(loc: &[&str], msg: impl Into<String>) -> FilterError {
     FilterError::Invalid { loc: loc.iter().map(|s| s.to_string()).collect(), msg: msg.into() }
 }

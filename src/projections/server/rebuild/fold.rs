@@ -282,6 +282,11 @@ fn cascade(model: &mut Model, table: &str, id: &str) {
             model.delete_where("deployment_schedule", "deployment_id", &this);
             model.null_where("flow_run", "deployment_id", &this, &["deployment_id"]);
         }
+        "block_type" => {
+            model.delete_where("block_document", "block_type_id", &this);
+            model.delete_where("block_schema", "block_type_id", &this);
+        }
+        "block_schema" => model.delete_where("block_document", "block_schema_id", &this),
         _ => {}
     }
 }
