@@ -434,3 +434,16 @@ CREATE TABLE IF NOT EXISTS block_document (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS uq_block_document__workspace_type_name ON block_document (workspace_id, block_type_id, name);
 CREATE INDEX IF NOT EXISTS ix_block_document__block_schema_id ON block_document (block_schema_id);
+
+-- Server configuration (Prefect's `configuration` table): one row per key,
+-- `value` JSON. Holds the server default result storage block.
+CREATE TABLE IF NOT EXISTS configuration (
+    id              TEXT PRIMARY KEY,
+    workspace_id    TEXT NOT NULL,
+    created         TEXT NOT NULL,
+    updated         TEXT NOT NULL,
+    key             TEXT NOT NULL,
+    value           TEXT,
+    version         BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_configuration__workspace_key ON configuration (workspace_id, key);

@@ -5,7 +5,11 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
+use serde_json::{json, Value};
+
+use super::error::ApiResult;
+use super::json::AppJson;
+use crate::commands::storage_defaults;
 
 use super::version_check::SERVER_API_VERSION;
 use super::AppState;
@@ -26,7 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/ready", get(ready))
         .route("/admin/version", get(|| async { Json(PREFECT_VERSION) }))
         .route("/admin/settings", get(super::admin_settings::read_settings))
-        .route("/admin/storage", get(read_storage))
+        .route("/admin/storage", get(read_storage).put(set_storage).delete(clear_storage))
         .route("/csrf-token", get(csrf_token))
 }
 
@@ -37,10 +41,22 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// No default result storage block can be configured here yet, so it is
-/// always unset (the client then uses its local default).
-async fn read_storage() -> impl IntoResponse {
-    Json(json!({"default_result_storage_block_id": null}))
+/// The server default result storage block (`null` when unset: the
+/// client then uses its local default).
+async fn read_storage(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let mut conn = state.db.reader().acquire().await?;
+    let id = storage_defaults::read(&mut conn, state.db.dialect).await?;
+    Ok(Json(json!({"default_result_storage_block_id": id})))
+}
+
+async fn set_storage(State(state): State<AppState>, AppJson(body): AppJson<storage_defaults::StorageUpdate>) -> ApiResult<Json<Value>> {
+    storage_defaults::set(&state.db, body).await?;
+    read_storage(State(state)).await
+}
+
+async fn clear_storage(State(state): State<AppState>) -> ApiResult<StatusCode> {
+    storage_defaults::clear(&state.db).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// CSRF protection is off (Prefect's default); the client then sends no

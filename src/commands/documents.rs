@@ -32,6 +32,7 @@ fn kind(stream_type: StreamType) -> &'static str {
         StreamType::BlockType => "block-type",
         StreamType::BlockSchema => "block-schema",
         StreamType::BlockDocument => "block-document",
+        StreamType::Configuration => "configuration",
         _ => "document",
     }
 }

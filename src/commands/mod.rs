@@ -18,6 +18,7 @@ pub mod ingest_queue;
 pub mod logs;
 pub mod names;
 pub mod saved_searches;
+pub mod storage_defaults;
 pub mod schedule_patch;
 pub mod tag_concurrency_limits;
 pub mod task_run_delivery;

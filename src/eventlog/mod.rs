@@ -47,6 +47,8 @@ pub enum StreamType {
     BlockType,
     BlockSchema,
     BlockDocument,
+    /// A server configuration entry (Prefect's `configuration` table).
+    Configuration,
 }
 
 impl StreamType {
@@ -73,6 +75,7 @@ impl StreamType {
             StreamType::BlockType => "block_type",
             StreamType::BlockSchema => "block_schema",
             StreamType::BlockDocument => "block_document",
+            StreamType::Configuration => "configuration",
         }
     }
 
@@ -99,6 +102,7 @@ impl StreamType {
             StreamType::BlockType,
             StreamType::BlockSchema,
             StreamType::BlockDocument,
+            StreamType::Configuration,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)

@@ -255,6 +255,12 @@ pub const BLOCK_DOCUMENT: Table = Table {
     ],
 };
 
+/// A server configuration entry (Prefect's `configuration`): `value` is JSON.
+pub const CONFIGURATION: Table = Table {
+    name: "configuration",
+    fields: &[f("key", Text), f("value", Json)],
+};
+
 impl Table {
     /// `t.id, t.created, t.updated, t.<columns>...` for a SELECT.
     pub fn select_list(&self, alias: &str) -> String {

@@ -215,3 +215,39 @@ both_backends!(block_documents_keep_secrets_and_resolve_references, |app: TestAp
     let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
     assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
 });
+
+both_backends!(the_server_default_result_storage_names_a_writable_block, |app: TestApp| async move {
+    let storage_fields = schema_fields("Disk", "disk", json!({"basepath": {"type": "string"}}), &[], json!({}), None);
+    let (disk_type, disk_schema, _) = register(&app, "Disk", "disk", storage_fields, json!(["read-path", "write-path"])).await;
+    let plain_fields = schema_fields("Plain", "plain", json!({"x": {"type": "string"}}), &[], json!({}), None);
+    let (plain_type, plain_schema, _) = register(&app, "Plain", "plain", plain_fields, json!([])).await;
+    let (_, disk) = app.post("/block_documents/", json!({"name": "disk", "block_type_id": disk_type, "block_schema_id": disk_schema, "data": {"basepath": "/tmp/x"}})).await;
+    let (_, plain) = app.post("/block_documents/", json!({"name": "plain", "block_type_id": plain_type, "block_schema_id": plain_schema, "data": {"x": "y"}})).await;
+
+    let (status, body) = app.get("/admin/storage").await;
+    assert_eq!((status, body), (200, json!({"default_result_storage_block_id": null})));
+    let (status, body) = send(&app, reqwest::Method::PUT, "/admin/storage", Some(json!({"default_result_storage_block_id": plain["id"]}))).await;
+    assert_eq!((status, body["detail"].clone()), (422, json!(format!("Block document {} cannot be used for result storage.", plain["id"].as_str().unwrap()))));
+    let ghost = "00000000-0000-0000-0000-00000000abcd";
+    let (status, body) = send(&app, reqwest::Method::PUT, "/admin/storage", Some(json!({"default_result_storage_block_id": ghost}))).await;
+    assert_eq!((status, body), (404, json!({"detail": format!("Block document {ghost} not found.")})));
+    let (status, body) = send(&app, reqwest::Method::PUT, "/admin/storage", Some(json!({"default_result_storage_block_id": disk["id"]}))).await;
+    assert_eq!((status, body), (200, json!({"default_result_storage_block_id": disk["id"]})));
+    let (_, body) = app.get("/admin/storage").await;
+    assert_eq!(body["default_result_storage_block_id"], disk["id"]);
+
+    // Clearing, setting again, and a deleted document reading as unset.
+    let (status, _) = send(&app, reqwest::Method::DELETE, "/admin/storage", None).await;
+    assert_eq!(status, 204);
+    let (_, body) = app.get("/admin/storage").await;
+    assert_eq!(body["default_result_storage_block_id"], Value::Null);
+    let (status, _) = send(&app, reqwest::Method::PUT, "/admin/storage", Some(json!({"default_result_storage_block_id": disk["id"]}))).await;
+    assert_eq!(status, 200);
+    let (status, _) = send(&app, reqwest::Method::DELETE, &format!("/block_documents/{}", disk["id"].as_str().unwrap()), None).await;
+    assert_eq!(status, 204);
+    let (_, body) = app.get("/admin/storage").await;
+    assert_eq!(body["default_result_storage_block_id"], Value::Null);
+
+    let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
+    assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
+});

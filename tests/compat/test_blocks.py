@@ -95,3 +95,27 @@ def test_results_persisted_to_a_storage_block(uid, tmp_path: Path):
     assert state.is_completed()
     assert state.result() == {"answer": 42}
     assert any(tmp_path.iterdir()), "the result was written under the block's basepath"
+
+
+def test_server_default_result_storage(uid, tmp_path: Path, api_url):
+    """`PUT /admin/storage` names a block; flows without their own result
+    storage then persist there (the client reads the setting per run)."""
+    import httpx
+
+    block_id = LocalFileSystem(basepath=str(tmp_path)).save(f"compat-default-storage-{uid}")
+
+    @flow(name=f"compat-default-storage-{uid}", persist_result=True)
+    def answer() -> int:
+        return 7
+
+    with httpx.Client(base_url=api_url) as http:
+        r = http.put("/admin/storage", json={"default_result_storage_block_id": str(block_id)})
+        assert r.status_code == 200, r.text
+        try:
+            assert http.get("/admin/storage").json() == {"default_result_storage_block_id": str(block_id)}
+            state = answer(return_state=True)
+            assert state.result() == 7
+            assert any(tmp_path.iterdir()), "the result was written to the default storage block"
+        finally:
+            assert http.delete("/admin/storage").status_code == 204
+        assert http.get("/admin/storage").json() == {"default_result_storage_block_id": None}

@@ -51,6 +51,7 @@ pub const TABLES: &[&str] = &[
     "block_document",
     "block_schema",
     "block_type",
+    "configuration",
     "flow",
 ];
 
