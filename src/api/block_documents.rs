@@ -49,8 +49,9 @@ pub(crate) fn include_secrets(query: &HashMap<String, String>) -> ApiResult<bool
 
 /// Documents matching `tail` (condition, order and paging) as JSON.
 pub(crate) async fn documents_json(state: &AppState, tail: &str, binds: &[Bind], include_secrets: bool) -> ApiResult<Vec<Value>> {
+    let key = state.db.block_key().map_err(AppError::Internal)?;
     let mut conn = state.db.reader().acquire().await?;
-    blocks::documents_where(&mut conn, state.db.dialect, tail, binds, include_secrets).await.map_err(|e| match e {
+    blocks::documents_where(&mut conn, state.db.dialect, &key, tail, binds, include_secrets).await.map_err(|e| match e {
         ReadError::Db(e) => e.into(),
         other => AppError::Internal(other.into()),
     })

@@ -17,7 +17,9 @@ use super::write;
 use crate::api::error::{ApiResult, AppError};
 use crate::db::{Bind, Db, Dialect};
 use crate::eventlog::{lock_key, lock_stream, StreamRef, StreamType, DEFAULT_WORKSPACE};
-use crate::server_model::blocks::{references, secrets};
+use crate::db::sealed::{DataKey, SealError};
+use crate::server_model::blocks::{opened_data, references, secrets};
+use std::sync::Arc;
 use crate::server_model::documents::BLOCK_DOCUMENT;
 use crate::server_model::feed_events::lifecycle_event;
 
@@ -54,6 +56,14 @@ fn yes() -> bool {
 
 fn ws() -> String {
     DEFAULT_WORKSPACE.to_string()
+}
+
+fn sealing(e: SealError) -> AppError {
+    AppError::Internal(e.into())
+}
+
+fn key(db: &Db) -> ApiResult<Arc<DataKey>> {
+    db.block_key().map_err(AppError::Internal)
 }
 
 pub fn not_found() -> AppError {
@@ -159,7 +169,8 @@ async fn checked_references(conn: &mut AnyConnection, dialect: Dialect, parent: 
 /// Prefect's `prefect.block-document.<action>` event: the name, the
 /// non-secret string values (as a read without secrets shows them), the
 /// schema's capabilities and block type; related to the type and schema.
-async fn document_event(conn: &mut AnyConnection, dialect: Dialect, action: &str, id: Uuid, row: &Map<String, Value>, occurred: DateTime<Utc>) -> ApiResult<Option<Value>> {
+#[allow(clippy::too_many_arguments)]
+async fn document_event(conn: &mut AnyConnection, dialect: Dialect, key: &DataKey, action: &str, id: Uuid, row: &Map<String, Value>, occurred: DateTime<Utc>) -> ApiResult<Option<Value>> {
     if row.get("is_anonymous").and_then(Value::as_bool) == Some(true) {
         return Ok(None);
     }
@@ -170,7 +181,7 @@ async fn document_event(conn: &mut AnyConnection, dialect: Dialect, action: &str
     };
     let schema_fields = schema.as_ref().and_then(|s| s.get("fields")).cloned().unwrap_or(Value::Null);
     let secret_keys: Vec<&str> = schema_fields.get("secret_fields").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-    let mut data = row.get("data").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut data = opened_data(key, row).map_err(sealing)?;
     secrets::obfuscate(&mut data, &secrets::secret_paths(&schema_fields));
     let data: Map<String, Value> = data.into_iter().filter(|(k, v)| v.is_string() && !secret_keys.contains(&k.as_str())).collect();
     let type_name = row.get("block_type_name").and_then(Value::as_str).filter(|s| !s.is_empty());
@@ -197,8 +208,10 @@ async fn document_event(conn: &mut AnyConnection, dialect: Dialect, action: &str
 /// name gets `anonymous-<uuid>`.
 pub async fn create(db: &Db, body: BlockDocumentCreate) -> ApiResult<Uuid> {
     let dialect = db.dialect;
+    let key = key(db)?;
     write(db, move |conn| {
         let body = body.clone();
+        let key = key.clone();
         Box::pin(async move {
             let Some(block_type) = super::block_types::by_id(conn, dialect, body.block_type_id).await? else {
                 return Err(AppError::Detail(StatusCode::NOT_FOUND, format!("Block type {} not found", body.block_type_id)));
@@ -219,7 +232,7 @@ pub async fn create(db: &Db, body: BlockDocumentCreate) -> ApiResult<Uuid> {
             let references = checked_references(conn, dialect, id, &refs, &Map::new()).await?;
             let record = Map::from_iter([
                 ("name".into(), json!(name)),
-                ("data".into(), Value::Object(data)),
+                ("data".into(), key.seal(&Value::Object(data)).map_err(sealing)?),
                 ("is_anonymous".into(), json!(body.is_anonymous)),
                 ("block_type_name".into(), block_type.get("name").cloned().unwrap_or(Value::Null)),
                 ("block_type_id".into(), json!(body.block_type_id)),
@@ -227,7 +240,7 @@ pub async fn create(db: &Db, body: BlockDocumentCreate) -> ApiResult<Uuid> {
                 ("references".into(), references),
             ]);
             let now = crate::time::micros(Utc::now());
-            let event = document_event(conn, dialect, "created", id, &record, now).await?;
+            let event = document_event(conn, dialect, &key, "created", id, &record, now).await?;
             doc::create(conn, dialect, StreamType::BlockDocument, id, record, now, event).await?;
             Ok(id)
         })
@@ -242,15 +255,17 @@ pub async fn create(db: &Db, body: BlockDocumentCreate) -> ApiResult<Uuid> {
 /// same block type (400).
 pub async fn update(db: &Db, id: Uuid, body: BlockDocumentUpdate) -> ApiResult<()> {
     let dialect = db.dialect;
+    let key = key(db)?;
     write(db, move |conn| {
         let body = body.clone();
+        let key = key.clone();
         Box::pin(async move {
             let current = by_id(conn, dialect, id).await?.ok_or_else(not_found)?;
             lock_stream(conn, dialect, &StreamRef::new(StreamType::BlockDocument, id)).await?;
             let mut changes = Map::new();
             let data_sent = body.data.is_some() || !body.merge_existing_data;
             if data_sent {
-                let current_data = current.get("data").and_then(Value::as_object).cloned().unwrap_or_default();
+                let current_data = opened_data(&key, &current).map_err(sealing)?;
                 let current_schema = match current.get("block_schema_id").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok()) {
                     Some(schema_id) => super::block_schemas::by_id(conn, dialect, schema_id).await?,
                     None => None,
@@ -277,11 +292,11 @@ pub async fn update(db: &Db, id: Uuid, body: BlockDocumentUpdate) -> ApiResult<(
                 }
                 let known = current.get("references").and_then(Value::as_object).cloned().unwrap_or_default();
                 changes.insert("references".into(), checked_references(conn, dialect, id, &refs, &known).await?);
-                changes.insert("data".into(), Value::Object(values));
+                changes.insert("data".into(), key.seal(&Value::Object(values)).map_err(sealing)?);
             }
             let now = crate::time::micros(Utc::now());
             let after = crate::server_model::feed_events::merged(&current, &changes);
-            let event = document_event(conn, dialect, "updated", id, &after, now).await?;
+            let event = document_event(conn, dialect, &key, "updated", id, &after, now).await?;
             doc::update(conn, dialect, StreamType::BlockDocument, id, changes, now, event).await
         })
     })
@@ -292,12 +307,14 @@ pub async fn update(db: &Db, id: Uuid, body: BlockDocumentUpdate) -> ApiResult<(
 /// referenced it lose that reference.
 pub async fn delete(db: &Db, id: Uuid) -> ApiResult<()> {
     let dialect = db.dialect;
+    let key = key(db)?;
     write(db, move |conn| {
+        let key = key.clone();
         Box::pin(async move {
             let current = by_id(conn, dialect, id).await?.ok_or_else(not_found)?;
             lock_stream(conn, dialect, &StreamRef::new(StreamType::BlockDocument, id)).await?;
             let now = crate::time::micros(Utc::now());
-            let event = document_event(conn, dialect, "deleted", id, &current, now).await?;
+            let event = document_event(conn, dialect, &key, "deleted", id, &current, now).await?;
             doc::delete(conn, dialect, StreamType::BlockDocument, id, now, event).await
         })
     })

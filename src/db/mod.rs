@@ -6,6 +6,7 @@
 //! fail with "database is locked"; on Postgres writers run concurrently and
 //! serialise per stream with advisory locks (see `eventlog`).
 
+pub mod sealed;
 pub mod sql;
 pub mod text_search;
 pub mod timestamp;
@@ -58,6 +59,8 @@ pub struct Db {
     pub appended: Arc<Notify>,
     /// On Postgres, how to open a native connection ([`Db::connect_postgres`]).
     postgres: Option<PgConnectOptions>,
+    /// The key block document data is sealed with, loaded by [`Db::migrate`].
+    block_key: Arc<std::sync::OnceLock<Arc<sealed::DataKey>>>,
 }
 
 impl Db {
@@ -79,7 +82,7 @@ impl Db {
                     })
                     .connect_with(opts)
                     .await?;
-                Ok(Db { dialect: Dialect::Postgres, read: pool.clone(), write: pool, appended: Arc::new(Notify::new()), postgres })
+                Ok(Db { dialect: Dialect::Postgres, read: pool.clone(), write: pool, appended: Arc::new(Notify::new()), postgres, block_key: Default::default() })
             }
             DatabaseUrl::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -101,7 +104,7 @@ impl Db {
                     .after_connect(sqlite_pragmas)
                     .connect_with(opts)
                     .await?;
-                Ok(Db { dialect: Dialect::Sqlite, read, write, appended: Arc::new(Notify::new()), postgres: None })
+                Ok(Db { dialect: Dialect::Sqlite, read, write, appended: Arc::new(Notify::new()), postgres: None, block_key: Default::default() })
             }
         }
     }
@@ -117,7 +120,26 @@ impl Db {
         if self.dialect == Dialect::Postgres {
             self.write.execute(EVENTS_PROJECTION_PG_TUNING).await?;
         }
+        self.load_block_key().await
+    }
+
+    /// Reads the block data key, making it on the first start. Concurrent
+    /// first starts agree: only one insert wins and both read it back.
+    async fn load_block_key(&self) -> anyhow::Result<()> {
+        if self.block_key.get().is_some() {
+            return Ok(());
+        }
+        let insert = self.dialect.rewrite("INSERT INTO server_secret (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING");
+        sqlx::query(&insert).bind(sealed::KEY_NAME).bind(sealed::DataKey::generate()?).execute(&self.write).await?;
+        let select = self.dialect.rewrite("SELECT value FROM server_secret WHERE name = $1");
+        let text: String = sqlx::query_scalar(&select).bind(sealed::KEY_NAME).fetch_one(&self.write).await?;
+        let _ = self.block_key.set(Arc::new(sealed::DataKey::from_stored(&text)?));
         Ok(())
+    }
+
+    /// The key block document data is sealed with.
+    pub fn block_key(&self) -> Result<Arc<sealed::DataKey>, anyhow::Error> {
+        self.block_key.get().cloned().ok_or_else(|| anyhow::anyhow!("the block data key is loaded by Db::migrate, which has not run"))
     }
 
     /// The pool for queries that only read.

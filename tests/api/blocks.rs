@@ -143,6 +143,12 @@ both_backends!(block_documents_keep_secrets_and_resolve_references, |app: TestAp
     assert_eq!((status, body["exception_detail"][0]["msg"].clone()), (422, json!("Value error, Names must be provided for block documents.")));
     let (_, secret) = app.get(&format!("/block_documents/{creds_id}?include_secrets=true")).await;
     assert_eq!(secret["data"]["password"], json!("hunter2"));
+    // At rest, in the log and in the read model, the values are sealed.
+    let payloads = app.db.q("SELECT CAST(payload AS TEXT) FROM es_events WHERE stream_type = 'block_document'");
+    let payloads: Vec<String> = sqlx::query_scalar(&payloads).fetch_all(app.db.reader()).await.unwrap();
+    assert!(!payloads.is_empty() && payloads.iter().all(|p| p.contains("sealed:v1:") && !p.contains("hunter2")), "{payloads:?}");
+    let stored: Vec<String> = sqlx::query_scalar("SELECT data FROM block_document").fetch_all(app.db.reader()).await.unwrap();
+    assert!(stored.iter().all(|d| d.starts_with("\"sealed:v1:")), "{stored:?}");
     let (status, body) = app.get(&format!("/block_documents/{creds_id}?include_secrets=maybe")).await;
     assert_eq!((status, body["exception_detail"][0]["type"].clone()), (422, json!("bool_parsing")));
 

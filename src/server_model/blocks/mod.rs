@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 use sqlx::AnyConnection;
 
 use super::documents::{Table, BLOCK_DOCUMENT, BLOCK_SCHEMA, BLOCK_TYPE};
+use crate::db::sealed::{DataKey, SealError};
 use crate::db::{bind_all, Bind, Dialect};
 
 /// How deep nested block references may go (Prefect's
@@ -141,17 +142,27 @@ pub enum ReadError {
     Db(#[from] sqlx::Error),
     #[error("Block document reference graph exceeds max depth {MAX_REFERENCE_DEPTH}; refusing to recurse further.")]
     TooDeep,
+    #[error(transparent)]
+    Sealed(#[from] SealError),
+}
+
+/// A document row's values, opened (see `db::sealed`).
+pub fn opened_data(key: &DataKey, row: &Map<String, Value>) -> Result<Map<String, Value>, SealError> {
+    match key.open(row.get("data").unwrap_or(&Value::Null))? {
+        Value::Object(m) => Ok(m),
+        _ => Ok(Map::new()),
+    }
 }
 
 /// Documents matching `tail` as Prefect's `BlockDocument` JSON.
-pub async fn documents_where(conn: &mut AnyConnection, dialect: Dialect, tail: &str, binds: &[Bind], include_secrets: bool) -> Result<Vec<Value>, ReadError> {
+pub async fn documents_where(conn: &mut AnyConnection, dialect: Dialect, key: &DataKey, tail: &str, binds: &[Bind], include_secrets: bool) -> Result<Vec<Value>, ReadError> {
     let roots = document_rows_where(conn, dialect, tail, binds).await?;
-    assemble(conn, dialect, roots, include_secrets).await
+    assemble(conn, dialect, key, roots, include_secrets).await
 }
 
 /// Resolves the references of `roots` (loading every document they reach)
 /// and builds each root's JSON.
-pub async fn assemble(conn: &mut AnyConnection, dialect: Dialect, roots: Vec<Map<String, Value>>, include_secrets: bool) -> Result<Vec<Value>, ReadError> {
+pub async fn assemble(conn: &mut AnyConnection, dialect: Dialect, key: &DataKey, roots: Vec<Map<String, Value>>, include_secrets: bool) -> Result<Vec<Value>, ReadError> {
     let mut rows: HashMap<String, Map<String, Value>> = roots.iter().map(|r| (id(r), r.clone())).collect();
     let mut frontier: Vec<String> = roots.iter().flat_map(references).map(|(_, i)| i).collect();
     let mut depth = 0;
@@ -175,7 +186,7 @@ pub async fn assemble(conn: &mut AnyConnection, dialect: Dialect, roots: Vec<Map
     roots
         .iter()
         .map(|root| {
-            let (data, refs) = resolve(root, &rows, &cache, include_secrets, 0)?;
+            let (data, refs) = resolve(root, &rows, &cache, key, include_secrets, 0)?;
             Ok(json!({
                 "id": root.get("id"),
                 "created": root.get("created"),
@@ -203,13 +214,14 @@ fn resolve(
     row: &Map<String, Value>,
     rows: &HashMap<String, Map<String, Value>>,
     cache: &Cache,
+    key: &DataKey,
     include_secrets: bool,
     depth: usize,
 ) -> Result<(Map<String, Value>, Map<String, Value>), ReadError> {
     if depth > MAX_REFERENCE_DEPTH {
         return Err(ReadError::TooDeep);
     }
-    let mut data = row.get("data").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut data = opened_data(key, row)?;
     if !include_secrets {
         let schema = cache.block_schema(text(row, "block_schema_id"));
         secrets::obfuscate(&mut data, &secrets::secret_paths(schema.get("fields").unwrap_or(&Value::Null)));
@@ -217,7 +229,7 @@ fn resolve(
     let mut refs = Map::new();
     for (field, ref_id) in references(row) {
         let Some(child) = rows.get(&ref_id) else { continue };
-        let (child_data, child_refs) = resolve(child, rows, cache, include_secrets, depth + 1)?;
+        let (child_data, child_refs) = resolve(child, rows, cache, key, include_secrets, depth + 1)?;
         data.insert(field.clone(), Value::Object(child_data));
         refs.insert(
             field,
