@@ -120,6 +120,8 @@ pub struct Settings {
     pub events_retention: std::time::Duration,
     /// The background services' loops (`PREFECT_SERVER_SERVICES_*`).
     pub services: crate::services::settings::ServiceSettings,
+    /// The Prefect UI (`PREFECT_SERVER_UI_*` / `PREFECT_UI_*`).
+    pub ui: crate::web_ui::UiSettings,
 }
 
 impl Settings {
@@ -179,6 +181,7 @@ impl Settings {
             ));
         }
         let services = crate::services::settings::ServiceSettings::from_lookup(&get)?;
+        let ui = crate::web_ui::UiSettings::from_lookup(&get, host, port)?;
         let max_event_bytes = parse_var::<f64>(&get, "PREFECT_SERVER_EVENTS_MAXIMUM_SIZE_BYTES", "1500000")? as usize;
         Ok(Settings {
             host,
@@ -199,6 +202,7 @@ impl Settings {
             nats_stream,
             nats_subject_prefix,
             services,
+            ui,
             events_retention: {
                 let raw = get("PREFECT_SERVER_EVENTS_RETENTION_PERIOD")
                     .or_else(|| get("PREFECT_EVENTS_RETENTION_PERIOD"))

@@ -33,4 +33,5 @@ pub mod services;
 pub mod startup;
 pub mod telemetry;
 pub mod time;
+pub mod web_ui;
 pub mod worker_channel;

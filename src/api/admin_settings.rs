@@ -89,7 +89,14 @@ pub fn settings_json(s: &Settings) -> Value {
                 "foreman": service(v.foreman_enabled, v.foreman_loop),
                 "repossessor": service(v.repossessor_enabled, v.repossessor_loop),
             },
-            "ui": {"enabled": false, "show_promotional_content": false},
+            "ui": {
+                "enabled": crate::web_ui::is_served(&s.ui),
+                "v2_enabled": s.ui.v2_enabled,
+                "api_url": s.ui.api_url,
+                "serve_base": "/",
+                "static_directory": s.ui.static_directory.as_ref().map(|d| d.display().to_string()),
+                "show_promotional_content": false,
+            },
         },
     })
 }

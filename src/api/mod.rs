@@ -99,10 +99,12 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         // Outside Prefect's routers, so not subject to the version check.
         .merge(admin::unversioned_router());
-    Router::new()
-        .nest("/api", api)
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(max_body))
+    let root = Router::new().nest("/api", api);
+    let root = match crate::web_ui::WebUi::from_settings(&state.settings.ui) {
+        Some(ui) => root.fallback_service(axum::routing::any(crate::web_ui::serve).with_state(ui)),
+        None => root.fallback(not_found),
+    };
+    root.layer(DefaultBodyLimit::max(max_body))
         .layer(CorsLayer::permissive())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())

@@ -44,6 +44,11 @@ mod tempdir {
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// [`spawn_app`] with `customise` applied to the settings last.
+pub async fn spawn_app_with(backend: Backend, customise: impl FnOnce(&mut Settings)) -> TestApp {
     // The server's warnings (a projector batch that failed and is retried,
     // say) go to the test's captured output: a failing test shows them.
     let _ = tracing_subscriber::fmt()
@@ -80,6 +85,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     services.pause_expirations_enabled = false;
     services.cancellation_cleanup_enabled = false;
     services.zombie_runs_enabled = false;
+    customise(&mut settings);
     let app = Application::build(settings.clone(), true).await.expect("server builds");
     let base = format!("http://{}/api", app.local_addr());
     let db = app.db().clone();

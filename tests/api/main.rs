@@ -20,4 +20,5 @@ mod run_monitors;
 mod set_state_race;
 mod task_run_subscriptions;
 mod variables;
+mod web_ui;
 mod worker_channel;

@@ -15,6 +15,7 @@ touches ``os.environ`` runs first.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import shutil
 import signal
@@ -224,7 +225,15 @@ def _start_server() -> ServerHandle:
                 "`cargo build --release` or set PREFECT_SERVER_BIN)"
             )
         cmd = [str(binary)]
-        extra_env = {"PREFECT_SERVER_API_HOST": HOST, "PREFECT_SERVER_API_PORT": str(PORT)}
+        extra_env = {
+            "PREFECT_SERVER_API_HOST": HOST,
+            "PREFECT_SERVER_API_PORT": str(PORT),
+            # The UI bundles of the installed client (test_ui.py), as Prefect
+            # serves them; found without importing prefect.
+            "PREFECT_UI_STATIC_DIRECTORY": str(
+                Path(importlib.util.find_spec("prefect").origin).parent / "server"
+            ),
+        }
     else:
         prefect_cli = Path(
             os.environ.get("PREFECT_COMPAT_PREFECT_CLI")
@@ -236,7 +245,7 @@ def _start_server() -> ServerHandle:
                 "interpreter's venv or set PREFECT_COMPAT_PREFECT_CLI)"
             )
         cmd = [str(prefect_cli), "server", "start", "--host", HOST, "--port", str(PORT)]
-        extra_env = {"PREFECT_UI_ENABLED": "false"}
+        extra_env = {}
 
     # created last: from here on every failure path drops the database again
     db_url, handle.db_name = _database_url(SERVER_KIND, home)
