@@ -8,16 +8,6 @@ use serde_json::{json, Value};
 use crate::both_backends;
 use crate::helpers::TestApp;
 
-async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = app.client.request(method, app.url(path));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 fn names(list: &Value) -> Vec<&str> {
     list.as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect()
 }
@@ -104,7 +94,7 @@ both_backends!(block_types_and_schemas_register_like_the_client, |app: TestApp| 
     assert_eq!(names(&types), Vec::<&str>::new());
 
     // Updates change only what differs; reads by id and slug.
-    let (status, _) = send(&app, reqwest::Method::PATCH, &format!("/block_types/{type_id}"), Some(json!({"logo_url": "https://x/l.png"}))).await;
+    let (status, _) = app.call(reqwest::Method::PATCH, &format!("/block_types/{type_id}"), Some(json!({"logo_url": "https://x/l.png"}))).await;
     assert_eq!(status, 204);
     let (_, read) = app.get("/block_types/slug/creds").await;
     assert_eq!((read["logo_url"].clone(), read["description"].clone()), (json!("https://x/l.png"), json!("a &lt;b&gt; &amp; c")));
@@ -153,7 +143,7 @@ both_backends!(block_documents_keep_secrets_and_resolve_references, |app: TestAp
     assert_eq!((status, body["exception_detail"][0]["type"].clone()), (422, json!("bool_parsing")));
 
     // Posting the hidden text back keeps the secret; a merge keeps the rest.
-    let (status, _) = send(&app, reqwest::Method::PATCH, &format!("/block_documents/{creds_id}"), Some(json!({"data": {"user": "bob", "password": "********"}}))).await;
+    let (status, _) = app.call(reqwest::Method::PATCH, &format!("/block_documents/{creds_id}"), Some(json!({"data": {"user": "bob", "password": "********"}}))).await;
     assert_eq!(status, 204);
     let (_, after) = app.get("/block_types/slug/creds/block_documents/name/prod?include_secrets=true").await;
     assert_eq!(after["data"], json!({"user": "bob", "password": "hunter2"}));
@@ -168,12 +158,12 @@ both_backends!(block_documents_keep_secrets_and_resolve_references, |app: TestAp
     let outer_id = outer["id"].as_str().unwrap().to_owned();
 
     // A reference back to the parent would form a cycle: 400, nothing stored.
-    let (status, body) = send(&app, reqwest::Method::PATCH, &format!("/block_documents/{creds_id}"), Some(json!({"data": {"loop": {"$ref": {"block_document_id": outer_id}}}}))).await;
+    let (status, body) = app.call(reqwest::Method::PATCH, &format!("/block_documents/{creds_id}"), Some(json!({"data": {"loop": {"$ref": {"block_document_id": outer_id}}}}))).await;
     assert_eq!(status, 400, "{body}");
     let (status, body) = app.post("/block_documents/", json!({"name": "bad", "block_type_id": outer_type, "block_schema_id": outer_schema, "data": {"creds": {"$ref": {}}}})).await;
     assert_eq!((status, body), (400, json!({"detail": "Received block reference without a block_document_id in key creds"})));
     // Moving to another type's schema is refused.
-    let (status, body) = send(&app, reqwest::Method::PATCH, &format!("/block_documents/{creds_id}"), Some(json!({"block_schema_id": outer_schema, "data": {}}))).await;
+    let (status, body) = app.call(reqwest::Method::PATCH, &format!("/block_documents/{creds_id}"), Some(json!({"block_schema_id": outer_schema, "data": {}}))).await;
     assert_eq!((status, body), (400, json!({"detail": "Must migrate block document to a block schema of the same block type."})));
 
     // Anonymous documents: named for the client, left out of default lists.
@@ -190,11 +180,11 @@ both_backends!(block_documents_keep_secrets_and_resolve_references, |app: TestAp
     assert_eq!(names(&listed), ["prod"]);
 
     // Deleting the referenced document drops the reference from its parent.
-    let (status, _) = send(&app, reqwest::Method::DELETE, &format!("/block_documents/{creds_id}"), None).await;
+    let (status, _) = app.call(reqwest::Method::DELETE, &format!("/block_documents/{creds_id}"), None).await;
     assert_eq!(status, 204);
     let (_, outer) = app.get(&format!("/block_documents/{outer_id}")).await;
     assert_eq!((outer["data"].clone(), outer["block_document_references"].clone()), (json!({"label": "x"}), json!({})));
-    let (status, body) = send(&app, reqwest::Method::DELETE, &format!("/block_documents/{creds_id}"), None).await;
+    let (status, body) = app.call(reqwest::Method::DELETE, &format!("/block_documents/{creds_id}"), None).await;
     assert_eq!((status, body), (404, json!({"detail": "Block document not found"})));
 
     // Prefect's lifecycle events reach the feed, without the secret.
@@ -211,7 +201,7 @@ both_backends!(block_documents_keep_secrets_and_resolve_references, |app: TestAp
     assert_eq!(created["related"][0]["prefect.resource.role"], json!("block-type"));
 
     // Deleting a type takes its schemas and documents.
-    let (status, _) = send(&app, reqwest::Method::DELETE, &format!("/block_types/{outer_type}"), None).await;
+    let (status, _) = app.call(reqwest::Method::DELETE, &format!("/block_types/{outer_type}"), None).await;
     assert_eq!(status, 204);
     let (status, _) = app.get(&format!("/block_documents/{outer_id}")).await;
     assert_eq!(status, 404);
@@ -232,24 +222,24 @@ both_backends!(the_server_default_result_storage_names_a_writable_block, |app: T
 
     let (status, body) = app.get("/admin/storage").await;
     assert_eq!((status, body), (200, json!({"default_result_storage_block_id": null})));
-    let (status, body) = send(&app, reqwest::Method::PUT, "/admin/storage", Some(json!({"default_result_storage_block_id": plain["id"]}))).await;
+    let (status, body) = app.call(reqwest::Method::PUT, "/admin/storage", Some(json!({"default_result_storage_block_id": plain["id"]}))).await;
     assert_eq!((status, body["detail"].clone()), (422, json!(format!("Block document {} cannot be used for result storage.", plain["id"].as_str().unwrap()))));
     let ghost = "00000000-0000-0000-0000-00000000abcd";
-    let (status, body) = send(&app, reqwest::Method::PUT, "/admin/storage", Some(json!({"default_result_storage_block_id": ghost}))).await;
+    let (status, body) = app.call(reqwest::Method::PUT, "/admin/storage", Some(json!({"default_result_storage_block_id": ghost}))).await;
     assert_eq!((status, body), (404, json!({"detail": format!("Block document {ghost} not found.")})));
-    let (status, body) = send(&app, reqwest::Method::PUT, "/admin/storage", Some(json!({"default_result_storage_block_id": disk["id"]}))).await;
+    let (status, body) = app.call(reqwest::Method::PUT, "/admin/storage", Some(json!({"default_result_storage_block_id": disk["id"]}))).await;
     assert_eq!((status, body), (200, json!({"default_result_storage_block_id": disk["id"]})));
     let (_, body) = app.get("/admin/storage").await;
     assert_eq!(body["default_result_storage_block_id"], disk["id"]);
 
     // Clearing, setting again, and a deleted document reading as unset.
-    let (status, _) = send(&app, reqwest::Method::DELETE, "/admin/storage", None).await;
+    let (status, _) = app.call(reqwest::Method::DELETE, "/admin/storage", None).await;
     assert_eq!(status, 204);
     let (_, body) = app.get("/admin/storage").await;
     assert_eq!(body["default_result_storage_block_id"], Value::Null);
-    let (status, _) = send(&app, reqwest::Method::PUT, "/admin/storage", Some(json!({"default_result_storage_block_id": disk["id"]}))).await;
+    let (status, _) = app.call(reqwest::Method::PUT, "/admin/storage", Some(json!({"default_result_storage_block_id": disk["id"]}))).await;
     assert_eq!(status, 200);
-    let (status, _) = send(&app, reqwest::Method::DELETE, &format!("/block_documents/{}", disk["id"].as_str().unwrap()), None).await;
+    let (status, _) = app.call(reqwest::Method::DELETE, &format!("/block_documents/{}", disk["id"].as_str().unwrap()), None).await;
     assert_eq!(status, 204);
     let (_, body) = app.get("/admin/storage").await;
     assert_eq!(body["default_result_storage_block_id"], Value::Null);

@@ -110,7 +110,13 @@ both_backends!(a_deferred_run_goes_to_one_worker_and_non_deferred_runs_to_none, 
     // And it is claimed once, whichever socket took it
     assert_eq!(deliveries(&app, &deferred).await.len(), 1);
     assert!(deliveries(&app, &plain).await.is_empty());
-    // And the workers are listed with their keys
+    // And the workers are listed with their keys (a socket is listed once
+    // its subscription is registered, which may follow the other's delivery)
+    app.wait_for("both task workers listed", || async {
+        let (_, all) = app.post("/task_workers/filter", Value::Null).await;
+        (all.as_array().map(Vec::len) == Some(2)).then_some(())
+    })
+    .await;
     let (status, workers) = app.post("/task_workers/filter", json!({"task_worker_filter": {"task_keys": ["other"]}})).await;
     assert_eq!(status, 200);
     assert_eq!(workers.as_array().map(|w| w.iter().map(|w| w["identifier"].clone()).collect::<Vec<_>>()), Some(vec![json!("worker-b")]));

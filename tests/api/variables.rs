@@ -7,16 +7,6 @@ use serde_json::{json, Value};
 use crate::both_backends;
 use crate::helpers::TestApp;
 
-async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = app.client.request(method, app.url(path));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 fn names(list: &Value) -> Vec<&str> {
     list.as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect()
 }
@@ -94,27 +84,27 @@ both_backends!(variables_answer_like_prefect, |app: TestApp| async move {
     assert_eq!(n, 3);
 
     // Updates by id and by name (204); only sent fields change.
-    let (status, _) = send(&app, reqwest::Method::PATCH, &format!("/variables/{a_id}"), Some(json!({"value": [1, 2, 3]}))).await;
+    let (status, _) = app.call(reqwest::Method::PATCH, &format!("/variables/{a_id}"), Some(json!({"value": [1, 2, 3]}))).await;
     assert_eq!(status, 204);
     let (_, got) = app.get(&format!("/variables/{a_id}")).await;
     assert_eq!((got["value"].clone(), got["tags"].clone()), (json!([1, 2, 3]), json!(["x", "y"])));
-    let (status, _) = send(&app, reqwest::Method::PATCH, "/variables/name/beta", Some(json!({"name": "beta2", "tags": []}))).await;
+    let (status, _) = app.call(reqwest::Method::PATCH, "/variables/name/beta", Some(json!({"name": "beta2", "tags": []}))).await;
     assert_eq!(status, 204);
     let (_, got) = app.get("/variables/name/beta2").await;
     assert_eq!((got["value"].clone(), got["tags"].clone()), (json!("plain"), json!([])));
-    let (status, body) = send(&app, reqwest::Method::PATCH, "/variables/name/beta2", Some(json!({"name": "alpha"}))).await;
+    let (status, body) = app.call(reqwest::Method::PATCH, "/variables/name/beta2", Some(json!({"name": "alpha"}))).await;
     assert_eq!(status, 409, "{body}");
-    let (status, body) = send(&app, reqwest::Method::PATCH, "/variables/name/nope", Some(json!({"value": 1}))).await;
+    let (status, body) = app.call(reqwest::Method::PATCH, "/variables/name/nope", Some(json!({"value": 1}))).await;
     assert_eq!((status, body), (404, json!({"detail": "Variable not found."})));
-    let (status, _) = send(&app, reqwest::Method::PATCH, "/variables/name/beta2", Some(json!({"name": "UPPER"}))).await;
+    let (status, _) = app.call(reqwest::Method::PATCH, "/variables/name/beta2", Some(json!({"name": "UPPER"}))).await;
     assert_eq!(status, 422);
 
     // Deletes by id and by name (204), then 404.
-    let (status, _) = send(&app, reqwest::Method::DELETE, "/variables/name/beta2", None).await;
+    let (status, _) = app.call(reqwest::Method::DELETE, "/variables/name/beta2", None).await;
     assert_eq!(status, 204);
-    let (status, body) = send(&app, reqwest::Method::DELETE, "/variables/name/beta2", None).await;
+    let (status, body) = app.call(reqwest::Method::DELETE, "/variables/name/beta2", None).await;
     assert_eq!((status, body), (404, json!({"detail": "Variable not found."})));
-    let (status, _) = send(&app, reqwest::Method::DELETE, &format!("/variables/{a_id}"), None).await;
+    let (status, _) = app.call(reqwest::Method::DELETE, &format!("/variables/{a_id}"), None).await;
     assert_eq!(status, 204);
     let (_, left) = app.post("/variables/filter", json!({})).await;
     assert_eq!(names(&left), ["gamma_1"]);
