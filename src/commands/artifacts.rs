@@ -13,10 +13,10 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use super::documents::{self as doc, find};
-use super::write;
+use super::{present, write, ws};
 use crate::api::error::{ApiResult, AppError};
 use crate::db::{Bind, Db, Dialect};
-use crate::eventlog::{lock_key, lock_stream, StreamRef, StreamType, DEFAULT_WORKSPACE};
+use crate::eventlog::{lock_key, lock_stream, StreamRef, StreamType};
 use crate::server_model::documents::{ARTIFACT, ARTIFACT_COLLECTION};
 
 /// Prefect's limit on each metadata value; longer ones are cut and end in `...`.
@@ -54,25 +54,10 @@ pub struct ArtifactUpdate {
     pub metadata_: Option<Value>,
 }
 
-/// A field that was sent, even as `null` (`None` = not sent).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
-}
 
-fn ws() -> String {
-    DEFAULT_WORKSPACE.to_string()
-}
 
 pub fn not_found() -> AppError {
     AppError::Detail(StatusCode::NOT_FOUND, "Artifact not found.".into())
-}
-
-/// Prefect's `ArtifactKey`: lowercase letters, digits and dashes only.
-fn validate_key(key: &str) -> ApiResult<()> {
-    if key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-        return Ok(());
-    }
-    Err(AppError::invalid(&["body", "key"], "Value error, Artifact key must only contain lowercase letters, numbers, and dashes.", json!(key)))
 }
 
 /// Prefect's metadata rules: string values (a number is a 422, as pydantic's
@@ -163,7 +148,7 @@ async fn move_collection(conn: &mut AnyConnection, dialect: Dialect, key: &str, 
 /// Creates an artifact; returns its id.
 pub async fn create(db: &Db, body: ArtifactCreate) -> ApiResult<Uuid> {
     if let Some(key) = &body.key {
-        validate_key(key)?;
+        super::names::validate_dashed(&["body", "key"], "Artifact key", key)?;
     }
     let meta = metadata(body.metadata_.as_ref())?;
     let record = Map::from_iter([

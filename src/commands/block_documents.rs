@@ -13,10 +13,10 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use super::documents::{self as doc, find};
-use super::write;
+use super::{write, ws};
 use crate::api::error::{ApiResult, AppError};
 use crate::db::{Bind, Db, Dialect};
-use crate::eventlog::{lock_key, lock_stream, StreamRef, StreamType, DEFAULT_WORKSPACE};
+use crate::eventlog::{lock_key, lock_stream, StreamRef, StreamType};
 use crate::db::sealed::{DataKey, SealError};
 use crate::server_model::blocks::{opened_data, references, secrets};
 use std::sync::Arc;
@@ -54,9 +54,6 @@ fn yes() -> bool {
     true
 }
 
-fn ws() -> String {
-    DEFAULT_WORKSPACE.to_string()
-}
 
 fn sealing(e: SealError) -> AppError {
     AppError::Internal(e.into())
@@ -87,7 +84,7 @@ pub fn validate_create(body: &Value) -> ApiResult<()> {
     }
     if let Some(name) = body.get("name").and_then(Value::as_str) {
         super::names::validate_name(&["body", "name"], name)?;
-        super::block_types::validate_dashed(&["body", "name"], "Block document name", name)?;
+        super::names::validate_dashed(&["body", "name"], "Block document name", name)?;
     }
     Ok(())
 }

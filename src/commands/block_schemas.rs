@@ -15,10 +15,10 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use super::documents::{self as doc, find};
-use super::write;
+use super::{write, ws};
 use crate::api::error::{ApiResult, AppError};
 use crate::db::{Bind, Db, Dialect};
-use crate::eventlog::{lock_key, lock_stream, StreamRef, StreamType, DEFAULT_WORKSPACE};
+use crate::eventlog::{lock_key, lock_stream, StreamRef, StreamType};
 use crate::server_model::blocks::checksum::{definition_key, reference_strings, schema_checksum, stored_definitions};
 use crate::server_model::documents::BLOCK_SCHEMA;
 
@@ -42,9 +42,6 @@ pub struct BlockSchemaCreate {
     pub version: String,
 }
 
-fn ws() -> String {
-    DEFAULT_WORKSPACE.to_string()
-}
 
 pub fn not_found() -> AppError {
     AppError::Detail(StatusCode::NOT_FOUND, "Block schema not found".into())

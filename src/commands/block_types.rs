@@ -12,10 +12,10 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use super::documents::{self as doc, find};
-use super::write;
+use super::{present, write, ws};
 use crate::api::error::{ApiResult, AppError};
 use crate::db::{Bind, Db, Dialect};
-use crate::eventlog::{lock_key, lock_stream, StreamRef, StreamType, DEFAULT_WORKSPACE};
+use crate::eventlog::{lock_key, lock_stream, StreamRef, StreamType};
 use crate::server_model::documents::BLOCK_TYPE;
 use crate::server_model::feed_events::{lifecycle_event, merged};
 
@@ -62,24 +62,10 @@ impl BlockTypeUpdate {
     }
 }
 
-fn present<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
-}
 
-fn ws() -> String {
-    DEFAULT_WORKSPACE.to_string()
-}
 
 pub fn not_found() -> AppError {
     AppError::Detail(StatusCode::NOT_FOUND, "Block type not found".into())
-}
-
-/// Prefect's `raise_on_name_alphanumeric_dashes_only` for `field_name`.
-pub fn validate_dashed(loc: &[&str], field_name: &str, value: &str) -> ApiResult<()> {
-    if value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-        return Ok(());
-    }
-    Err(AppError::invalid(loc, format!("Value error, {field_name} must only contain lowercase letters, numbers, and dashes."), json!(value)))
 }
 
 /// `html.escape(text, quote=False)`, which Prefect applies to a new type's
@@ -141,7 +127,7 @@ fn should_update(sent: &Map<String, Value>, stored: &Map<String, Value>) -> bool
 /// reserved (403); a taken slug is a 409 with Prefect's message.
 pub async fn create(db: &Db, body: BlockTypeCreate) -> ApiResult<Uuid> {
     super::names::validate_name(&["body", "name"], &body.name)?;
-    validate_dashed(&["body", "slug"], "Block type slug", &body.slug)?;
+    super::names::validate_dashed(&["body", "slug"], "Block type slug", &body.slug)?;
     if body.name.to_lowercase().starts_with("prefect") {
         return Err(AppError::Detail(StatusCode::FORBIDDEN, "Block type names beginning with 'Prefect' are reserved.".into()));
     }

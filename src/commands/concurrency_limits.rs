@@ -21,19 +21,16 @@ pub use crate::server_model::concurrency_limits::LimitRef;
 use uuid::Uuid;
 
 use super::documents::{self as doc, find};
-use super::write;
+use super::{present, write, ws};
 use crate::api::error::{ApiResult, AppError};
 use crate::db::{Bind, Db, Dialect};
-use crate::eventlog::{lock_key, lock_stream, StreamRef, StreamType, DEFAULT_WORKSPACE};
+use crate::eventlog::{lock_key, lock_stream, StreamRef, StreamType};
 use crate::orchestration::concurrency_limits::{
     clamped_poisson_interval, decide_acquire, decide_release, Acquisition, Counters, LimitState, Mode, WaitSettings,
 };
 use crate::server_model::concurrency_limits::{deployment_limit_name, limit_row, limit_state, limits_named, minimal, row_id};
 use crate::server_model::documents::CONCURRENCY_LEASE;
 
-fn ws() -> String {
-    DEFAULT_WORKSPACE.to_string()
-}
 
 fn not_found() -> AppError {
     AppError::Detail(StatusCode::NOT_FOUND, "Concurrency Limit not found".into())
@@ -84,9 +81,6 @@ pub struct LimitUpdate {
     pub slot_decay_per_second: Option<Option<f64>>,
 }
 
-fn present<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
-}
 
 /// Pydantic's `NonNegativeInteger` / `NonNegativeFloat` error.
 fn non_negative(errors: &mut Vec<Value>, key: &str, v: Option<f64>, input: Value) {

@@ -25,14 +25,6 @@ pub struct NewInput {
     pub sender: Option<String>,
 }
 
-/// Prefect's `raise_on_name_alphanumeric_dashes_only` on the key.
-pub fn validate_key(key: &str) -> ApiResult<()> {
-    if key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-        return Ok(());
-    }
-    Err(AppError::invalid(&["body", "key"], "Value error, value must only contain lowercase letters, numbers, and dashes.", json!(key)))
-}
-
 /// The input `key` of run `flow_run_id`, as its row's JSON.
 pub async fn input_by_key(conn: &mut AnyConnection, dialect: Dialect, flow_run_id: Uuid, key: &str) -> ApiResult<Option<Map<String, Value>>> {
     find(conn, dialect, &FLOW_RUN_INPUT, "t.flow_run_id = $1 AND t.key = $2", &[Bind::Text(flow_run_id.to_string()), Bind::Text(key.to_owned())]).await
@@ -65,7 +57,8 @@ pub async fn create_in_tx(conn: &mut AnyConnection, dialect: Dialect, flow_run_i
 
 /// `POST /flow_runs/{id}/input`.
 pub async fn create_input(db: &Db, flow_run_id: Uuid, input: NewInput) -> ApiResult<Uuid> {
-    validate_key(&input.key)?;
+    // Prefect validates the key with the rule's default field name.
+    super::names::validate_dashed(&["body", "key"], "value", &input.key)?;
     let dialect = db.dialect;
     write(db, move |conn| {
         let input = input.clone();

@@ -36,6 +36,17 @@ use crate::db::{Db, Dialect};
 use crate::eventlog::{self, ExpectedVersion, NewEvent, RecordedEvent, StreamRef};
 use crate::projections;
 
+/// The workspace every command writes in (single-tenant mode).
+pub(crate) fn ws() -> String {
+    crate::eventlog::DEFAULT_WORKSPACE.to_string()
+}
+
+/// A body field that was sent, even as `null` (`None` = not sent), for the
+/// update models where only the fields sent change.
+pub(crate) fn present<'de, T: serde::Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
 /// Runs `op` in a write transaction and commits it, retrying transient
 /// failures (deadlocks, serialization failures, a busy database) a few times.
 pub async fn write<T, F>(db: &Db, mut op: F) -> ApiResult<T>

@@ -43,6 +43,20 @@ pub fn validate_name(loc: &[&str], name: &str) -> crate::api::error::ApiResult<(
     Ok(())
 }
 
+/// Prefect's `raise_on_name_alphanumeric_dashes_only` with its
+/// `field_name` (block type slugs, block document names, artifact keys,
+/// flow-run input keys): lowercase letters, digits and dashes only.
+pub fn validate_dashed(loc: &[&str], field_name: &str, value: &str) -> crate::api::error::ApiResult<()> {
+    if value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+        return Ok(());
+    }
+    Err(crate::api::error::AppError::invalid(
+        loc,
+        format!("Value error, {field_name} must only contain lowercase letters, numbers, and dashes."),
+        serde_json::json!(value),
+    ))
+}
+
 /// Prefect's `NonEmptyishName`: a [`validate_name`] that is not just quotes
 /// and spaces.
 pub fn validate_non_emptyish_name(loc: &[&str], name: &str) -> crate::api::error::ApiResult<()> {

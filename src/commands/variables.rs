@@ -11,10 +11,10 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use super::documents::{self as doc, find};
-use super::write;
+use super::{present, write, ws};
 use crate::api::error::{ApiResult, AppError};
 use crate::db::{Bind, Db, Dialect};
-use crate::eventlog::{lock_key, lock_stream, StreamRef, StreamType, DEFAULT_WORKSPACE};
+use crate::eventlog::{lock_key, lock_stream, StreamRef, StreamType};
 use crate::server_model::documents::VARIABLE;
 
 /// Prefect's `MAX_VARIABLE_NAME_LENGTH`.
@@ -47,14 +47,7 @@ pub struct VariableUpdate {
     pub tags: Option<Option<Vec<String>>>,
 }
 
-/// A field that was sent, even as `null` (`None` = not sent).
-fn present<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
-}
 
-fn ws() -> String {
-    DEFAULT_WORKSPACE.to_string()
-}
 
 /// Prefect's `VariableName`: at most 255 characters, then only lowercase
 /// letters, digits, dashes and underscores.

@@ -10,10 +10,10 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use super::documents::{self as doc, find};
-use super::write;
+use super::{write, ws};
 use crate::api::error::{ApiResult, AppError};
 use crate::db::{Bind, Db, Dialect};
-use crate::eventlog::{lock_key, lock_stream, StreamRef, StreamType, DEFAULT_WORKSPACE};
+use crate::eventlog::{lock_key, lock_stream, StreamRef, StreamType};
 use crate::server_model::documents::{WORKER, WORK_POOL, WORK_QUEUE};
 use crate::server_model::feed_events as feed;
 use super::names::{validate_name, validate_non_emptyish_name};
@@ -118,9 +118,6 @@ fn some<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(d: D) -> Result<O
 /// Prefect's legacy pool for queues created without one.
 pub const DEFAULT_AGENT_POOL: &str = "default-agent-pool";
 
-fn ws() -> String {
-    DEFAULT_WORKSPACE.to_string()
-}
 
 fn non_negative(field: &str, v: Option<i64>) -> ApiResult<()> {
     match v {
