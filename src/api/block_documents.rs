@@ -47,11 +47,11 @@ pub(crate) fn include_secrets(query: &HashMap<String, String>) -> ApiResult<bool
     }
 }
 
-/// Documents matching `tail` (condition, order and paging) as JSON.
-pub(crate) async fn documents_json(state: &AppState, tail: &str, binds: &[Bind], include_secrets: bool) -> ApiResult<Vec<Value>> {
+/// Documents matching `cond`, in `order` (which may carry paging), as JSON.
+pub(crate) async fn documents_json(state: &AppState, cond: &str, order: &str, binds: &[Bind], include_secrets: bool) -> ApiResult<Vec<Value>> {
     let key = state.db.block_key().map_err(AppError::Internal)?;
     let mut conn = state.db.reader().acquire().await?;
-    blocks::documents_where(&mut conn, state.db.dialect, &key, tail, binds, include_secrets).await.map_err(|e| match e {
+    blocks::documents_where(&mut conn, state.db.dialect, &key, cond, order, binds, include_secrets).await.map_err(|e| match e {
         ReadError::Db(e) => e.into(),
         other => AppError::Internal(other.into()),
     })
@@ -61,7 +61,7 @@ async fn by_id(state: &AppState, id: uuid::Uuid, include_secrets: bool) -> ApiRe
     let filter = json!({"id": {"any_": [id]}});
     let mut sql = Sql::new("");
     let cond = block_documents_where_exactly(&mut sql, state.db.dialect, &super::workspace(), &filter, None, None).map_err(super::filter_error)?;
-    documents_json(state, &cond, &sql.binds, include_secrets).await?.into_iter().next().ok_or_else(cmd::not_found)
+    documents_json(state, &cond, "t.id", &sql.binds, include_secrets).await?.into_iter().next().ok_or_else(cmd::not_found)
 }
 
 async fn create(State(state): State<AppState>, AppJson(raw): AppJson<Value>) -> ApiResult<Response> {
@@ -124,8 +124,8 @@ async fn filter(State(state): State<AppState>, AppJson(body): AppJson<Option<Fil
     let (limit, offset) = page(body.limit, body.offset).map_err(super::filter_error)?;
     let (cond, binds) = filter_where(&state, &body)?;
     let order = body.sort.unwrap_or_default().order_by("t");
-    let tail = format!("{cond} ORDER BY {order} LIMIT {limit} OFFSET {offset}");
-    Ok(Json(documents_json(&state, &tail, &binds, body.include_secrets.unwrap_or(false)).await?))
+    let order = format!("{order} LIMIT {limit} OFFSET {offset}");
+    Ok(Json(documents_json(&state, &cond, &order, &binds, body.include_secrets.unwrap_or(false)).await?))
 }
 
 async fn count(State(state): State<AppState>, AppJson(body): AppJson<Option<FilterBody>>) -> ApiResult<Json<i64>> {

@@ -13,7 +13,7 @@ use super::error::ApiResult;
 use super::json::{path_id, AppJson};
 use super::AppState;
 use crate::commands::block_schemas::{self as cmd, BlockSchemaCreate};
-use crate::db::{Bind, Sql};
+use crate::db::Sql;
 use crate::server_model::blocks;
 use crate::server_model::filters::{block_schemas_where, page};
 
@@ -25,14 +25,16 @@ pub fn router() -> Router<AppState> {
         .route("/block_schemas/{id}", get(read).delete(delete))
 }
 
-async fn schema_json(state: &AppState, tail: &str, binds: &[Bind]) -> ApiResult<Option<Value>> {
-    let mut conn = state.db.reader().acquire().await?;
-    Ok(blocks::schemas_where(&mut conn, state.db.dialect, tail, binds).await?.into_iter().next())
+/// A schema row (from the command lookups) as Prefect's JSON, or 404.
+async fn schema_json(conn: &mut sqlx::AnyConnection, state: &AppState, doc: Option<serde_json::Map<String, Value>>) -> ApiResult<Value> {
+    let doc = doc.ok_or_else(cmd::not_found)?;
+    Ok(blocks::schemas_json(conn, state.db.dialect, vec![doc]).await?.remove(0))
 }
 
 async fn by_id(state: &AppState, id: uuid::Uuid) -> ApiResult<Value> {
-    let binds = [Bind::Text(super::workspace()), Bind::Text(id.to_string())];
-    schema_json(state, "t.workspace_id = $1 AND t.id = $2", &binds).await?.ok_or_else(cmd::not_found)
+    let mut conn = state.db.reader().acquire().await?;
+    let doc = cmd::by_id(&mut conn, state.db.dialect, id).await?;
+    schema_json(&mut conn, state, doc).await
 }
 
 /// 201 with the new schema, or 200 with the one already registered under
@@ -49,14 +51,9 @@ async fn read(State(state): State<AppState>, Path(id): Path<String>) -> ApiResul
 
 /// The newest schema with the checksum (and `?version=`, when given).
 async fn read_by_checksum(State(state): State<AppState>, Path(checksum): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
-    let mut binds = vec![Bind::Text(super::workspace()), Bind::Text(checksum)];
-    let mut tail = "t.workspace_id = $1 AND t.checksum = $2".to_owned();
-    if let Some(version) = q.get("version") {
-        binds.push(Bind::Text(version.clone()));
-        tail.push_str(" AND t.schema_version = $3");
-    }
-    tail.push_str(" ORDER BY t.created DESC, t.id DESC LIMIT 1");
-    Ok(Json(schema_json(&state, &tail, &binds).await?.ok_or_else(cmd::not_found)?))
+    let mut conn = state.db.reader().acquire().await?;
+    let doc = cmd::by_checksum(&mut conn, state.db.dialect, &checksum, q.get("version").map(String::as_str)).await?;
+    Ok(Json(schema_json(&mut conn, &state, doc).await?))
 }
 
 async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
@@ -81,7 +78,7 @@ async fn filter(State(state): State<AppState>, AppJson(body): AppJson<Option<Fil
     let (limit, offset) = page(body.limit, body.offset).map_err(super::filter_error)?;
     let mut sql = Sql::new("");
     let cond = block_schemas_where(&mut sql, state.db.dialect, &super::workspace(), body.block_schemas.as_ref()).map_err(super::filter_error)?;
-    let tail = format!("{cond} ORDER BY t.created DESC, t.id DESC LIMIT {limit} OFFSET {offset}");
+    let order = format!("t.created DESC, t.id DESC LIMIT {limit} OFFSET {offset}");
     let mut conn = state.db.reader().acquire().await?;
-    Ok(Json(blocks::schemas_where(&mut conn, state.db.dialect, &tail, &sql.binds).await?))
+    Ok(Json(blocks::schemas_where(&mut conn, state.db.dialect, &cond, &order, &sql.binds).await?))
 }

@@ -31,14 +31,15 @@ pub fn router() -> Router<AppState> {
         .route("/block_types/{id}", get(read).patch(update).delete(delete))
 }
 
-async fn type_json(state: &AppState, cond: &str, binds: Vec<crate::db::Bind>) -> ApiResult<Option<Value>> {
+/// A block type's JSON is its row.
+async fn by_id(state: &AppState, id: uuid::Uuid) -> ApiResult<Value> {
     let mut conn = state.db.reader().acquire().await?;
-    Ok(blocks::types_where(&mut conn, state.db.dialect, cond, &binds).await?.into_iter().next())
+    cmd::by_id(&mut conn, state.db.dialect, id).await?.map(Value::Object).ok_or_else(cmd::not_found)
 }
 
-async fn by_id(state: &AppState, id: uuid::Uuid) -> ApiResult<Value> {
-    let binds = vec![super::workspace().into(), id.to_string().into()];
-    type_json(state, "t.workspace_id = $1 AND t.id = $2", binds).await?.ok_or_else(cmd::not_found)
+async fn by_slug(state: &AppState, slug: &str) -> ApiResult<Value> {
+    let mut conn = state.db.reader().acquire().await?;
+    cmd::by_slug(&mut conn, state.db.dialect, slug).await?.map(Value::Object).ok_or_else(cmd::not_found)
 }
 
 async fn create(State(state): State<AppState>, AppJson(raw): AppJson<Value>) -> ApiResult<Response> {
@@ -52,8 +53,7 @@ async fn read(State(state): State<AppState>, Path(id): Path<String>) -> ApiResul
 }
 
 async fn read_by_slug(State(state): State<AppState>, Path(slug): Path<String>) -> ApiResult<Json<Value>> {
-    let binds = vec![super::workspace().into(), slug.into()];
-    Ok(Json(type_json(&state, "t.workspace_id = $1 AND t.slug = $2", binds).await?.ok_or_else(cmd::not_found)?))
+    Ok(Json(by_slug(&state, &slug).await?))
 }
 
 async fn update(State(state): State<AppState>, Path(id): Path<String>, AppJson(body): AppJson<BlockTypeUpdate>) -> ApiResult<StatusCode> {
@@ -85,9 +85,9 @@ async fn filter(State(state): State<AppState>, AppJson(body): AppJson<Option<Fil
     let (limit, offset) = page(body.limit, body.offset).map_err(super::filter_error)?;
     let mut sql = Sql::new("");
     let cond = block_types_where(&mut sql, state.db.dialect, &super::workspace(), body.block_types.as_ref(), body.block_schemas.as_ref()).map_err(super::filter_error)?;
-    let tail = format!("{cond} ORDER BY t.name, t.id LIMIT {limit} OFFSET {offset}");
+    let order = format!("t.name, t.id LIMIT {limit} OFFSET {offset}");
     let mut conn = state.db.reader().acquire().await?;
-    Ok(Json(blocks::types_where(&mut conn, state.db.dialect, &tail, &sql.binds).await?))
+    Ok(Json(blocks::types_where(&mut conn, state.db.dialect, &cond, &order, &sql.binds).await?))
 }
 
 /// Prefect installs its own block types (Secret, JSON, webhooks...) from
@@ -101,12 +101,11 @@ async fn install_system_block_types() -> AppError {
 /// The named documents of a type (anonymous ones left out).
 async fn documents_of_type(State(state): State<AppState>, Path(slug): Path<String>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<Vec<Value>>> {
     let include = include_secrets(&q)?;
-    let binds = vec![super::workspace().into(), slug.into()];
-    let block_type = type_json(&state, "t.workspace_id = $1 AND t.slug = $2", binds).await?.ok_or_else(cmd::not_found)?;
+    let block_type = by_slug(&state, &slug).await?;
     let filter = serde_json::json!({"block_type_id": {"any_": [block_type["id"]]}});
     let mut sql = Sql::new("");
     let cond = block_documents_where(&mut sql, state.db.dialect, &super::workspace(), Some(&filter), None, None).map_err(super::filter_error)?;
-    Ok(Json(documents_json(&state, &format!("{cond} ORDER BY t.name, t.id"), &sql.binds, include).await?))
+    Ok(Json(documents_json(&state, &cond, "t.name, t.id", &sql.binds, include).await?))
 }
 
 /// `Block.load("slug/name")`: one document, anonymous or not.
@@ -116,6 +115,6 @@ async fn document_by_name(State(state): State<AppState>, Path((slug, name)): Pat
     let types = serde_json::json!({"slug": {"any_": [slug]}});
     let mut sql = Sql::new("");
     let cond = block_documents_where_exactly(&mut sql, state.db.dialect, &super::workspace(), &documents, Some(&types), None).map_err(super::filter_error)?;
-    let found = documents_json(&state, &format!("{cond} ORDER BY t.name, t.id LIMIT 1"), &sql.binds, include).await?;
+    let found = documents_json(&state, &cond, "t.name, t.id LIMIT 1", &sql.binds, include).await?;
     found.into_iter().next().map(Json).ok_or_else(|| AppError::Detail(StatusCode::NOT_FOUND, "Block document not found".into()))
 }

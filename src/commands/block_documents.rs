@@ -172,10 +172,7 @@ async fn document_event(conn: &mut AnyConnection, dialect: Dialect, key: &DataKe
         return Ok(None);
     }
     let text = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let schema = match Uuid::parse_str(&text("block_schema_id")) {
-        Ok(schema_id) => super::block_schemas::by_id(conn, dialect, schema_id).await?,
-        Err(_) => None,
-    };
+    let schema = super::block_schemas::of_document(conn, dialect, row).await?;
     let schema_fields = schema.as_ref().and_then(|s| s.get("fields")).cloned().unwrap_or(Value::Null);
     let secret_keys: Vec<&str> = schema_fields.get("secret_fields").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     let mut data = opened_data(key, row).map_err(sealing)?;
@@ -263,10 +260,7 @@ pub async fn update(db: &Db, id: Uuid, body: BlockDocumentUpdate) -> ApiResult<(
             let data_sent = body.data.is_some() || !body.merge_existing_data;
             if data_sent {
                 let current_data = opened_data(&key, &current).map_err(sealing)?;
-                let current_schema = match current.get("block_schema_id").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok()) {
-                    Some(schema_id) => super::block_schemas::by_id(conn, dialect, schema_id).await?,
-                    None => None,
-                };
+                let current_schema = super::block_schemas::of_document(conn, dialect, &current).await?;
                 let secret_paths = secrets::secret_paths(current_schema.as_ref().and_then(|s| s.get("fields")).unwrap_or(&Value::Null));
                 let mut update = body.data.clone().unwrap_or_default();
                 secrets::restore(&mut update, &current_data, &secret_paths);

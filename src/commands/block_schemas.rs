@@ -65,8 +65,12 @@ pub async fn by_checksum(conn: &mut AnyConnection, dialect: Dialect, checksum: &
     find(conn, dialect, &BLOCK_SCHEMA, &cond, &binds).await
 }
 
-fn id_of(doc: &Map<String, Value>) -> ApiResult<Uuid> {
-    super::work_pools::id_of(doc)
+/// The schema a block document row names (`None` when it is gone).
+pub async fn of_document(conn: &mut AnyConnection, dialect: Dialect, document: &Map<String, Value>) -> ApiResult<Option<Map<String, Value>>> {
+    match document.get("block_schema_id").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok()) {
+        Some(schema_id) => by_id(conn, dialect, schema_id).await,
+        None => Ok(None),
+    }
 }
 
 // ---------------------------------------------------------- commands ---
@@ -83,7 +87,7 @@ pub async fn create(db: &Db, body: BlockSchemaCreate) -> ApiResult<(Uuid, bool)>
             }
             let checksum = schema_checksum(&body.fields);
             if let Some(existing) = by_checksum(conn, dialect, &checksum, Some(&body.version)).await? {
-                return Ok((id_of(&existing)?, false));
+                return Ok((super::work_pools::id_of(&existing)?, false));
             }
             let definitions = body.fields.get("definitions").and_then(Value::as_object).cloned();
             let id = insert(conn, dialect, body.fields, body.block_type_id, body.capabilities, body.version, definitions).await?;
@@ -116,7 +120,7 @@ fn insert(
         };
         lock_key(conn, dialect, &format!("block-schema:{checksum}:{version}")).await?;
         if let Some(existing) = by_checksum(conn, dialect, &checksum, Some(&version)).await? {
-            return id_of(&existing);
+            return super::work_pools::id_of(&existing);
         }
         register_nested(conn, dialect, &fields, definitions.as_ref()).await?;
         let now = crate::time::micros(Utc::now());

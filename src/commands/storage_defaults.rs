@@ -17,10 +17,10 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use super::documents::{self as doc, find};
-use super::write;
+use super::{write, ws};
 use crate::api::error::{ApiResult, AppError};
 use crate::db::{Bind, Db, Dialect};
-use crate::eventlog::{lock_stream, StreamRef, StreamType, DEFAULT_WORKSPACE};
+use crate::eventlog::{lock_stream, StreamRef, StreamType};
 use crate::server_model::documents::CONFIGURATION;
 
 /// Prefect's `SERVER_DEFAULT_RESULT_STORAGE_CONFIGURATION_KEY`.
@@ -37,14 +37,18 @@ pub struct StorageUpdate {
 }
 
 async fn entry(conn: &mut AnyConnection, dialect: Dialect) -> ApiResult<Option<Map<String, Value>>> {
-    find(conn, dialect, &CONFIGURATION, "t.workspace_id = $1 AND t.key = $2", &[Bind::Text(DEFAULT_WORKSPACE.to_string()), Bind::Text(KEY.into())]).await
+    find(conn, dialect, &CONFIGURATION, "t.workspace_id = $1 AND t.key = $2", &[Bind::Text(ws()), Bind::Text(KEY.into())]).await
+}
+
+/// The block document id the entry holds (`None` when unset or cleared).
+async fn stored_id(conn: &mut AnyConnection, dialect: Dialect) -> ApiResult<Option<Uuid>> {
+    let entry = entry(conn, dialect).await?;
+    Ok(entry.and_then(|e| e.get("value")?.get("default_result_storage_block_id")?.as_str().and_then(|s| Uuid::parse_str(s).ok())))
 }
 
 /// The configured block document id, if it is set and the document exists.
 pub async fn read(conn: &mut AnyConnection, dialect: Dialect) -> ApiResult<Option<Uuid>> {
-    let Some(entry) = entry(conn, dialect).await? else { return Ok(None) };
-    let id = entry.get("value").and_then(|v| v.get("default_result_storage_block_id")).and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok());
-    let Some(id) = id else { return Ok(None) };
+    let Some(id) = stored_id(conn, dialect).await? else { return Ok(None) };
     Ok(super::block_documents::by_id(conn, dialect, id).await?.map(|_| id))
 }
 
@@ -70,11 +74,7 @@ pub async fn set(db: &Db, body: StorageUpdate) -> ApiResult<()> {
             let Some(document) = super::block_documents::by_id(conn, dialect, id).await? else {
                 return Err(AppError::Detail(StatusCode::NOT_FOUND, format!("Block document {id} not found.")));
             };
-            let schema_id = document.get("block_schema_id").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok());
-            let schema = match schema_id {
-                Some(schema_id) => super::block_schemas::by_id(conn, dialect, schema_id).await?,
-                None => None,
-            };
+            let schema = super::block_schemas::of_document(conn, dialect, &document).await?;
             let writes = schema.as_ref().and_then(|s| s.get("capabilities")).and_then(Value::as_array).is_some_and(|c| c.iter().any(|c| c == "write-path"));
             if !writes {
                 return Err(AppError::Detail(StatusCode::UNPROCESSABLE_ENTITY, format!("Block document {id} cannot be used for result storage.")));
@@ -90,9 +90,9 @@ pub async fn clear(db: &Db) -> ApiResult<()> {
     let dialect = db.dialect;
     write(db, move |conn| {
         Box::pin(async move {
-            match entry(conn, dialect).await? {
-                Some(e) if !e.get("value").and_then(|v| v.get("default_result_storage_block_id")).is_none_or(Value::is_null) => store(conn, dialect, None).await,
-                _ => Ok(()),
+            match stored_id(conn, dialect).await? {
+                Some(_) => store(conn, dialect, None).await,
+                None => Ok(()),
             }
         })
     })

@@ -14,18 +14,13 @@ use sqlx::AnyConnection;
 
 use super::documents::{Table, BLOCK_DOCUMENT, BLOCK_SCHEMA, BLOCK_TYPE};
 use crate::db::sealed::{DataKey, SealError};
-use crate::db::{bind_all, Bind, Dialect};
+use crate::db::{Bind, Dialect};
+use crate::server_model::work_pools::select_docs;
 
 /// How deep nested block references may go (Prefect's
 /// `_BLOCK_DOCUMENT_REFERENCE_MAX_DEPTH`); writes refuse cycles, so this
 /// only guards against a model that somehow holds one.
 pub const MAX_REFERENCE_DEPTH: usize = 50;
-
-async fn select(conn: &mut AnyConnection, dialect: Dialect, table: &Table, tail: &str, binds: &[Bind]) -> Result<Vec<Map<String, Value>>, sqlx::Error> {
-    let sql = dialect.rewrite(&format!("SELECT {} FROM {} t WHERE {tail}", table.select_list("t"), table.name));
-    let rows = bind_all(sqlx::query(&sql), binds).fetch_all(&mut *conn).await?;
-    Ok(rows.iter().map(|r| table.row_json(r)).collect())
-}
 
 /// Rows of `table` whose id is one of `ids`.
 async fn by_ids(conn: &mut AnyConnection, dialect: Dialect, table: &Table, ids: &[String]) -> Result<Vec<Map<String, Value>>, sqlx::Error> {
@@ -34,7 +29,7 @@ async fn by_ids(conn: &mut AnyConnection, dialect: Dialect, table: &Table, ids: 
     }
     let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
     let binds: Vec<Bind> = ids.iter().cloned().map(Bind::Text).collect();
-    select(conn, dialect, table, &format!("t.id IN ({})", placeholders.join(", ")), &binds).await
+    select_docs(conn, dialect, table, &format!("t.id IN ({})", placeholders.join(", ")), "t.id", &binds).await
 }
 
 fn id(doc: &Map<String, Value>) -> String {
@@ -107,24 +102,23 @@ impl Cache {
     }
 }
 
-/// Block schemas matching `tail` (a `WHERE` condition with its `ORDER BY`
-/// and paging) as Prefect's `BlockSchema` JSON.
-pub async fn schemas_where(conn: &mut AnyConnection, dialect: Dialect, tail: &str, binds: &[Bind]) -> Result<Vec<Value>, sqlx::Error> {
-    let docs = select(conn, dialect, &BLOCK_SCHEMA, tail, binds).await?;
+/// Block schema rows as Prefect's `BlockSchema` JSON, each with its type.
+pub async fn schemas_json(conn: &mut AnyConnection, dialect: Dialect, docs: Vec<Map<String, Value>>) -> Result<Vec<Value>, sqlx::Error> {
     let mut cache = Cache::default();
     let type_ids: Vec<String> = docs.iter().map(|d| text(d, "block_type_id").to_owned()).collect();
     cache.types(conn, dialect, &type_ids).await?;
     Ok(docs.into_iter().map(|d| cache.schema_json(d)).collect())
 }
 
-/// Block types matching `tail`, as stored (their JSON is the row).
-pub async fn types_where(conn: &mut AnyConnection, dialect: Dialect, tail: &str, binds: &[Bind]) -> Result<Vec<Value>, sqlx::Error> {
-    Ok(select(conn, dialect, &BLOCK_TYPE, tail, binds).await?.into_iter().map(Value::Object).collect())
+/// Block schemas matching `cond`, in `order` (which may carry paging).
+pub async fn schemas_where(conn: &mut AnyConnection, dialect: Dialect, cond: &str, order: &str, binds: &[Bind]) -> Result<Vec<Value>, sqlx::Error> {
+    let docs = select_docs(conn, dialect, &BLOCK_SCHEMA, cond, order, binds).await?;
+    schemas_json(conn, dialect, docs).await
 }
 
-/// Raw block document rows matching `tail` (data without references).
-pub async fn document_rows_where(conn: &mut AnyConnection, dialect: Dialect, tail: &str, binds: &[Bind]) -> Result<Vec<Map<String, Value>>, sqlx::Error> {
-    select(conn, dialect, &BLOCK_DOCUMENT, tail, binds).await
+/// Block types matching `cond`, in `order`, as stored (their JSON is the row).
+pub async fn types_where(conn: &mut AnyConnection, dialect: Dialect, cond: &str, order: &str, binds: &[Bind]) -> Result<Vec<Value>, sqlx::Error> {
+    Ok(select_docs(conn, dialect, &BLOCK_TYPE, cond, order, binds).await?.into_iter().map(Value::Object).collect())
 }
 
 /// The referenced document ids of a row (`{field: id}`), in field order.
@@ -154,9 +148,18 @@ pub fn opened_data(key: &DataKey, row: &Map<String, Value>) -> Result<Map<String
     }
 }
 
-/// Documents matching `tail` as Prefect's `BlockDocument` JSON.
-pub async fn documents_where(conn: &mut AnyConnection, dialect: Dialect, key: &DataKey, tail: &str, binds: &[Bind], include_secrets: bool) -> Result<Vec<Value>, ReadError> {
-    let roots = document_rows_where(conn, dialect, tail, binds).await?;
+/// Documents matching `cond`, in `order`, as Prefect's `BlockDocument` JSON.
+#[allow(clippy::too_many_arguments)]
+pub async fn documents_where(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    key: &DataKey,
+    cond: &str,
+    order: &str,
+    binds: &[Bind],
+    include_secrets: bool,
+) -> Result<Vec<Value>, ReadError> {
+    let roots = select_docs(conn, dialect, &BLOCK_DOCUMENT, cond, order, binds).await?;
     assemble(conn, dialect, key, roots, include_secrets).await
 }
 
