@@ -123,16 +123,23 @@ impl Db {
         self.load_block_key().await
     }
 
-    /// Reads the block data key, making it on the first start. Concurrent
-    /// first starts agree: only one insert wins and both read it back.
+    /// Reads the block data key, making it on the first start only (later
+    /// starts just read it). Concurrent first starts agree: only one insert
+    /// wins and both read it back.
     async fn load_block_key(&self) -> anyhow::Result<()> {
         if self.block_key.get().is_some() {
             return Ok(());
         }
-        let insert = self.dialect.rewrite("INSERT INTO server_secret (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING");
-        sqlx::query(&insert).bind(sealed::KEY_NAME).bind(sealed::DataKey::generate()?).execute(&self.write).await?;
         let select = self.dialect.rewrite("SELECT value FROM server_secret WHERE name = $1");
-        let text: String = sqlx::query_scalar(&select).bind(sealed::KEY_NAME).fetch_one(&self.write).await?;
+        let stored: Option<String> = sqlx::query_scalar(&select).bind(sealed::KEY_NAME).fetch_optional(&self.write).await?;
+        let text = match stored {
+            Some(text) => text,
+            None => {
+                let insert = self.dialect.rewrite("INSERT INTO server_secret (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING");
+                sqlx::query(&insert).bind(sealed::KEY_NAME).bind(sealed::DataKey::generate()?).execute(&self.write).await?;
+                sqlx::query_scalar(&select).bind(sealed::KEY_NAME).fetch_one(&self.write).await?
+            }
+        };
         let _ = self.block_key.set(Arc::new(sealed::DataKey::from_stored(&text)?));
         Ok(())
     }
