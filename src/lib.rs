@@ -14,6 +14,7 @@
 //! - [`startup`]: wiring it all into a running server.
 
 pub mod api;
+pub mod automations;
 pub mod broker;
 pub mod cli;
 pub mod commands;

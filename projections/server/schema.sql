@@ -290,6 +290,28 @@ CREATE TABLE IF NOT EXISTS saved_search (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS uq_saved_search__workspace_name ON saved_search (workspace_id, name);
 
+-- Automations; trigger and actions are JSON text as Prefect returns them.
+-- `owner_resource` is the resource that owns the automation (a deployment
+-- that declared it as a trigger), which `DELETE /automations/owned-by/..`
+-- removes with it.
+CREATE TABLE IF NOT EXISTS automation (
+    id                  TEXT PRIMARY KEY,
+    workspace_id        TEXT NOT NULL,
+    created             TEXT NOT NULL,
+    updated             TEXT NOT NULL,
+    name                TEXT NOT NULL,
+    description         TEXT NOT NULL DEFAULT '',
+    enabled             BIGINT NOT NULL DEFAULT 1,
+    tags                TEXT NOT NULL DEFAULT '[]',
+    trigger_def         TEXT NOT NULL,
+    actions             TEXT NOT NULL DEFAULT '[]',
+    actions_on_trigger  TEXT NOT NULL DEFAULT '[]',
+    actions_on_resolve  TEXT NOT NULL DEFAULT '[]',
+    owner_resource      TEXT,
+    version             BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_automation__owner_resource ON automation (owner_resource);
+
 -- Global (v2) concurrency limits; `active_slots` counts only slots taken
 -- without a lease (leases are rows of `concurrency_lease`).
 CREATE TABLE IF NOT EXISTS concurrency_limit_v2 (

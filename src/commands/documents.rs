@@ -33,6 +33,7 @@ fn kind(stream_type: StreamType) -> &'static str {
         StreamType::BlockSchema => "block-schema",
         StreamType::BlockDocument => "block-document",
         StreamType::Configuration => "configuration",
+        StreamType::Automation => "automation",
         _ => "document",
     }
 }

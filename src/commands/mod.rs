@@ -4,6 +4,7 @@
 //! inline. Handlers stay thin; the log stays the source of truth.
 
 pub mod artifacts;
+pub mod automations;
 pub mod block_documents;
 pub mod block_schemas;
 pub mod block_types;

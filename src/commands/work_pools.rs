@@ -91,7 +91,7 @@ fn empty_description() -> Option<String> {
 }
 
 /// `WorkQueueUpdate`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkQueueUpdate {
     #[serde(default)]
@@ -223,6 +223,25 @@ pub async fn queue_in_pool(conn: &mut AnyConnection, dialect: Dialect, pool_id: 
 
 pub async fn queue_by_id(conn: &mut AnyConnection, dialect: Dialect, id: Uuid) -> ApiResult<Option<Map<String, Value>>> {
     find(conn, dialect, &WORK_QUEUE, "t.id = $1", &[Bind::Text(id.to_string())]).await
+}
+
+/// The name of the pool with this id (routes address pools by name).
+pub async fn pool_name_by_id(db: &Db, id: Uuid) -> ApiResult<Option<String>> {
+    let sql = db.q("SELECT name FROM work_pool WHERE workspace_id = $1 AND id = $2");
+    Ok(sqlx::query_scalar(&sql).bind(ws()).bind(id.to_string()).fetch_optional(db.reader()).await?)
+}
+
+/// Pauses or unpauses the queue with this id (404 when there is none).
+pub async fn set_queue_paused(db: &Db, id: Uuid, paused: bool) -> ApiResult<()> {
+    let dialect = db.dialect;
+    write(db, move |conn| {
+        Box::pin(async move {
+            let queue = queue_by_id(conn, dialect, id).await?.ok_or_else(|| AppError::not_found("Work queue"))?;
+            let body = WorkQueueUpdate { is_paused: Some(paused), ..Default::default() };
+            update_queue_in(conn, dialect, queue, body).await
+        })
+    })
+    .await
 }
 
 pub fn id_of(doc: &Map<String, Value>) -> ApiResult<Uuid> {

@@ -49,6 +49,7 @@ pub enum StreamType {
     BlockDocument,
     /// A server configuration entry (Prefect's `configuration` table).
     Configuration,
+    Automation,
 }
 
 impl StreamType {
@@ -76,6 +77,7 @@ impl StreamType {
             StreamType::BlockSchema => "block_schema",
             StreamType::BlockDocument => "block_document",
             StreamType::Configuration => "configuration",
+            StreamType::Automation => "automation",
         }
     }
 
@@ -103,6 +105,7 @@ impl StreamType {
             StreamType::BlockSchema,
             StreamType::BlockDocument,
             StreamType::Configuration,
+            StreamType::Automation,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)

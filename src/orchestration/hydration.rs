@@ -309,6 +309,17 @@ pub fn validate_user_template(template: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What `/templates/validate` reports of a template that Prefect's
+/// `validate_user_template` refuses: the line (for a syntax error) and the
+/// message. `None` when it is valid.
+pub fn template_error(template: &str) -> Option<(Option<usize>, String)> {
+    let env = environment();
+    if let Err(e) = env.template_from_str(template) {
+        return Some((e.line(), error_detail(&e)));
+    }
+    validate_user_template(template).err().map(|m| (None, m))
+}
+
 /// How many `for` loops a template has and how deep they nest, from its
 /// tokens (so loops in comments, raw blocks or strings do not count).
 fn for_loops(template: &str) -> Result<(usize, usize), minijinja::Error> {

@@ -148,6 +148,27 @@ pub const SAVED_SEARCH: Table = Table {
     fields: &[f("name", Text), f("filters", Json)],
 };
 
+/// An automation (`automations::schema` validates and normalises the
+/// trigger and actions before they are stored). `owner_resource` is not
+/// part of Prefect's `Automation` JSON: it is the resource that owns the
+/// automation (Prefect's `automation_related_resource` with
+/// `automation_owned_by_resource`), and is dropped from responses.
+pub const AUTOMATION: Table = Table {
+    name: "automation",
+    fields: &[
+        f("name", Text),
+        f("description", Text),
+        f("enabled", Bool),
+        f("tags", Json),
+        // `trigger` is a keyword in SQL.
+        Field { json: "trigger", column: "trigger_def", kind: Json },
+        f("actions", Json),
+        f("actions_on_trigger", Json),
+        f("actions_on_resolve", Json),
+        f("owner_resource", Text),
+    ],
+};
+
 /// A global (v2) concurrency limit. `active_slots` is the stored counter
 /// of slots taken without a lease (see `orchestration::concurrency_limits`);
 /// the two floats are JSON numbers.

@@ -54,6 +54,10 @@ pub fn spawn_all(db: &Db, broker: Arc<dyn Broker>, settings: &Settings) -> JoinS
         set.spawn(repossessor::run(db.clone(), settings.clone()));
         names.push("repossessor");
     }
+    if s.triggers_enabled {
+        set.spawn(crate::automations::service::run(db.clone()));
+        names.push("triggers");
+    }
     tracing::info!(services = %names.join(", "), "background services started");
     set
 }

@@ -55,6 +55,9 @@ pub struct ServiceSettings {
     /// (15): deletes expired concurrency leases.
     pub repossessor_enabled: bool,
     pub repossessor_loop: Duration,
+    /// `PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED` (true): automations'
+    /// triggers and actions (`automations::service`).
+    pub triggers_enabled: bool,
     /// `PREFECT_SERVER_TASKS_TAG_CONCURRENCY_SLOT_WAIT_SECONDS` (10): the
     /// longest retry wait a full `tag:*` limit asks for.
     pub tag_concurrency_slot_wait: Duration,
@@ -120,6 +123,7 @@ impl ServiceSettings {
             zombie_heartbeat_timeout: secs("ZOMBIE_RUNS_HEARTBEAT_TIMEOUT_SECONDS", "90")?,
             repossessor_enabled: flag("REPOSSESSOR_ENABLED")?,
             repossessor_loop: secs("REPOSSESSOR_LOOP_SECONDS", "15")?,
+            triggers_enabled: flag("TRIGGERS_ENABLED")?,
             tag_concurrency_slot_wait: full_secs("PREFECT_SERVER_TASKS_TAG_CONCURRENCY_SLOT_WAIT_SECONDS", "10")?,
             maximum_concurrency_slot_wait: full_secs("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "30")?,
         })

@@ -12,7 +12,7 @@ use super::{exec, insert_row, payload, update_row, Cols, ProjectionError};
 use crate::db::{Bind, Dialect};
 use crate::eventlog::{RecordedEvent, StreamType};
 use crate::server_events::{DocumentCreated, DocumentUpdated};
-use crate::server_model::documents::{bind, Table, ARTIFACT, ARTIFACT_COLLECTION, BLOCK_DOCUMENT, BLOCK_SCHEMA, BLOCK_TYPE, CONFIGURATION, CONCURRENCY_LEASE, CONCURRENCY_LIMIT, DEPLOYMENT, DEPLOYMENT_SCHEDULE, FLOW_RUN_INPUT, SAVED_SEARCH, TASK_RUN_DELIVERY, VARIABLE, WORKER, WORK_POOL, WORK_QUEUE};
+use crate::server_model::documents::{bind, Table, ARTIFACT, AUTOMATION, ARTIFACT_COLLECTION, BLOCK_DOCUMENT, BLOCK_SCHEMA, BLOCK_TYPE, CONFIGURATION, CONCURRENCY_LEASE, CONCURRENCY_LIMIT, DEPLOYMENT, DEPLOYMENT_SCHEDULE, FLOW_RUN_INPUT, SAVED_SEARCH, TASK_RUN_DELIVERY, VARIABLE, WORKER, WORK_POOL, WORK_QUEUE};
 use crate::time::fmt_ts;
 
 pub(super) fn table_of(stream_type: StreamType) -> Option<&'static Table> {
@@ -25,6 +25,7 @@ pub(super) fn table_of(stream_type: StreamType) -> Option<&'static Table> {
         StreamType::Variable => &VARIABLE,
         StreamType::FlowRunInput => &FLOW_RUN_INPUT,
         StreamType::SavedSearch => &SAVED_SEARCH,
+        StreamType::Automation => &AUTOMATION,
         StreamType::ConcurrencyLimit => &CONCURRENCY_LIMIT,
         StreamType::ConcurrencyLease => &CONCURRENCY_LEASE,
         StreamType::TaskRunDelivery => &TASK_RUN_DELIVERY,

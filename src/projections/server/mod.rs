@@ -43,6 +43,7 @@ pub const TABLES: &[&str] = &[
     "variable",
     "flow_run_input",
     "saved_search",
+    "automation",
     "concurrency_limit_v2",
     "concurrency_lease",
     "task_run_delivery",
