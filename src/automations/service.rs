@@ -32,6 +32,8 @@ use crate::events_model::projector::{load_checkpoint, prefect_event, save_checkp
 pub const CHECKPOINT: &str = "automations:triggers";
 const BATCH: i64 = 500;
 const POLL: Duration = Duration::from_millis(250);
+/// How often an idle service (no enabled automation) looks again.
+const IDLE_POLL: Duration = Duration::from_secs(1);
 /// How often proactive triggers are checked (Prefect: every 5 s).
 const PROACTIVE_EVERY: chrono::Duration = chrono::Duration::seconds(5);
 
@@ -299,37 +301,69 @@ async fn take_actions(db: &Db, evaluator: &mut Evaluator, fired: Vec<Firing>, wa
     }
 }
 
+/// What a pass did.
+struct Passed {
+    cursor: Cursor,
+    /// Log entries read (0 when caught up).
+    read: usize,
+    /// No automation is enabled: the service only keeps up with the tail.
+    idle: bool,
+}
+
+/// How stale the saved checkpoint may get when a pass changed nothing else
+/// (a restart re-reads at most this much of the log, harmlessly).
+const SAVE_AT_LEAST_EVERY: chrono::Duration = chrono::Duration::seconds(5);
+
 /// One pass: the next batch of the log, then proactive triggers when due.
-/// Returns the new cursor and how many log entries it read.
-async fn pass(db: &Db, evaluator: &mut Evaluator, cursor: Cursor, last_tick: &mut DateTime<Utc>) -> anyhow::Result<(Cursor, usize)> {
+async fn pass(db: &Db, evaluator: &mut Evaluator, cursor: Cursor, clock: &mut Clock) -> anyhow::Result<Passed> {
     evaluator.set_automations(load_automations(db).await?);
+    let wall = Utc::now();
+    if evaluator.automations.is_empty() {
+        // Nothing to evaluate: follow the tail without reading the log (an
+        // automation created later reacts to what happens after it).
+        let tail = {
+            let mut conn = db.reader().acquire().await?;
+            tail_cursor(&mut conn, db.dialect).await?
+        };
+        let next = tail.max(cursor);
+        if !evaluator.dirty.is_empty() || (next != cursor && wall - clock.saved >= SAVE_AT_LEAST_EVERY) {
+            save(db, evaluator, next).await?;
+            clock.saved = wall;
+        }
+        return Ok(Passed { cursor: next, read: 0, idle: true });
+    }
     let batch = {
         let mut conn = db.reader().acquire().await?;
         read_after(&mut conn, db.dialect, cursor, BATCH).await?
     };
     let next = batch.last().map(|e| Cursor { tx_id: e.tx_id, position: e.position }).unwrap_or(cursor);
-    let wall = Utc::now();
     let mut fired = vec![];
-    if !evaluator.automations.is_empty() {
-        for entry in &batch {
-            if let Some(event) = prefect_event(entry) {
-                fired.extend(evaluator.on_event(&event, wall));
-            }
+    for entry in &batch {
+        if let Some(event) = prefect_event(entry) {
+            fired.extend(evaluator.on_event(&event, wall));
         }
     }
-    if wall - *last_tick >= PROACTIVE_EVERY {
-        *last_tick = wall;
+    if wall - clock.ticked >= PROACTIVE_EVERY {
+        clock.ticked = wall;
         fired.extend(evaluator.on_tick(wall));
     }
     take_actions(db, evaluator, fired, wall).await;
-    if !evaluator.emitted.is_empty() {
+    let acted = !evaluator.emitted.is_empty();
+    if acted {
         crate::commands::client_events::ingest(db, &evaluator.emitted).await.map_err(|e| anyhow::anyhow!(e.reason()))?;
         evaluator.emitted.clear();
     }
-    if next != cursor || !evaluator.dirty.is_empty() {
+    if acted || !evaluator.dirty.is_empty() || (next != cursor && wall - clock.saved >= SAVE_AT_LEAST_EVERY) {
         save(db, evaluator, next).await?;
+        clock.saved = wall;
     }
-    Ok((next, batch.len()))
+    Ok(Passed { cursor: next, read: batch.len(), idle: false })
+}
+
+/// When the service last checked proactive triggers and saved its state.
+struct Clock {
+    ticked: DateTime<Utc>,
+    saved: DateTime<Utc>,
 }
 
 /// Runs the triggers service until the task is dropped.
@@ -348,15 +382,20 @@ pub async fn run(db: Db) {
             }
         }
     };
-    let mut last_tick = DateTime::<Utc>::MIN_UTC;
+    let mut clock = Clock { ticked: DateTime::<Utc>::MIN_UTC, saved: Utc::now() };
     loop {
         let notified = db.appended.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match pass(&db, &mut evaluator, cursor, &mut last_tick).await {
-            Ok((next, n)) => {
-                cursor = next;
-                if n as i64 == BATCH {
+        match pass(&db, &mut evaluator, cursor, &mut clock).await {
+            Ok(passed) => {
+                cursor = passed.cursor;
+                if passed.idle {
+                    // Without automations there is nothing to hurry for.
+                    tokio::time::sleep(IDLE_POLL).await;
+                    continue;
+                }
+                if passed.read as i64 == BATCH {
                     continue;
                 }
             }

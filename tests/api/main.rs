@@ -4,6 +4,7 @@
 mod helpers;
 
 mod artifacts;
+mod automations;
 mod bad_input;
 mod blocks;
 mod concurrency_limits;
