@@ -122,7 +122,9 @@ impl TriggeredAction<'_> {
                     "idempotency_key": self.idempotency_key(),
                     "job_variables": job_variables.clone().unwrap_or_default(),
                 });
-                let body = serde_json::from_value(body).map_err(|e| Failed(format!("Unable to create flow run from deployment: {e}")))?;
+                let mut body: crate::commands::deployments::DeploymentFlowRunCreate =
+                    serde_json::from_value(body).map_err(|e| Failed(format!("Unable to create flow run from deployment: {e}")))?;
+                body.created_by = json!({"id": self.automation_id, "type": "AUTOMATION", "display_value": self.automation_name});
                 let seed = self.invocation.as_u128();
                 let (run_id, _) = crate::commands::deployments::create_flow_run(db, id, body, seed).await?;
                 let mut done = ok(target("deployment", id), 201);

@@ -142,6 +142,11 @@ pub struct DeploymentFlowRunCreate {
     pub work_queue_name: Option<String>,
     #[serde(default, deserialize_with = "super::null_as_default")]
     pub job_variables: Map<String, Value>,
+    /// Who asked for the run (`{id, type, display_value}`): an automation
+    /// for runs its actions start. Not part of Prefect's request body (it
+    /// reads the `Prefect-Automation-*` headers).
+    #[serde(skip)]
+    pub created_by: Value,
 }
 
 /// Fields `DeploymentUpdate` may carry (anything else is a 422).
@@ -845,7 +850,7 @@ pub async fn create_flow_run(db: &Db, deployment_id: Uuid, body: DeploymentFlowR
                 work_queue_id: queue_id,
                 work_pool_id: pool_id,
                 auto_scheduled: false,
-                created_by: Value::Null,
+                created_by: body.created_by.clone(),
                 labels: run_labels(&deployment, deployment_id),
             };
             flow_runs::create_in_tx(conn, dialect, create, name_seed, origin).await

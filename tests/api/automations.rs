@@ -195,6 +195,7 @@ both_backends!(a_reactive_automation_acts_when_a_run_fails, |app: TestApp| async
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0]["state"]["type"], json!("SCHEDULED"));
     assert!(runs[0]["idempotency_key"].as_str().unwrap().starts_with(&format!("automation {automation_id}, action 1, invocation ")));
+    assert_eq!(runs[0]["created_by"], json!({"id": automation_id, "type": "AUTOMATION", "display_value": "recover"}));
 
     let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
     assert!(report.matches(), "{}", crate::helpers::diff_report(&report));
