@@ -24,6 +24,8 @@ const API_VERSION: (u32, u32, u32) = (0, 8, 4);
 pub struct TriggeredAction<'a> {
     pub automation_id: Uuid,
     pub automation_name: &'a str,
+    /// The automation as its Prefect JSON (what templates see as `automation`).
+    pub automation: &'a Value,
     pub trigger: &'a Trigger,
     pub action: &'a Action,
     pub action_index: usize,
@@ -116,9 +118,12 @@ impl TriggeredAction<'_> {
             Action::RunDeployment { source, deployment_id, parameters, job_variables, schedule_after } => {
                 let id = self.selected_or_inferred(source, *deployment_id, "deployment", "deployment")?;
                 let scheduled = Utc::now() + Duration::microseconds((schedule_after * 1_000_000.0) as i64);
+                let parameters = super::templates::render_parameters(db, &parameters.clone().unwrap_or_default(), self.automation, self.triggering_event, self.triggering_labels)
+                    .await
+                    .map_err(Failed)?;
                 let body = json!({
                     "state": {"type": "SCHEDULED", "name": "Scheduled", "state_details": {"scheduled_time": crate::time::fmt_ts(scheduled)}},
-                    "parameters": parameters.clone().unwrap_or_default(),
+                    "parameters": parameters,
                     "idempotency_key": self.idempotency_key(),
                     "job_variables": job_variables.clone().unwrap_or_default(),
                 });

@@ -4,9 +4,11 @@
 //!   defaults, validators).
 //! - [`triggers`]: when a trigger fires, as pure functions over buckets.
 //! - [`actions`]: what a firing does, through the same commands as the API.
+//! - [`templates`]: rendering a run-deployment action's parameters.
 //! - [`service`]: the triggers service, following the event log.
 
 pub mod actions;
 pub mod schema;
 pub mod service;
+pub mod templates;
 pub mod triggers;

@@ -185,6 +185,9 @@ fn triggered_event(automation_id: Uuid, spec: &AutomationSpec, firing: &Firing) 
 async fn act(db: &Db, automation_id: Uuid, spec: &AutomationSpec, firing: &Firing) -> Vec<ClientEvent> {
     let triggered = triggered_event(automation_id, spec, firing);
     let triggered_json = triggered.received(Utc::now());
+    let mut automation = spec.record();
+    automation.insert("id".into(), json!(automation_id));
+    let automation = Value::Object(automation);
     let mut out = vec![];
     let plans = spec
         .actions
@@ -195,6 +198,7 @@ async fn act(db: &Db, automation_id: Uuid, spec: &AutomationSpec, firing: &Firin
         let step = TriggeredAction {
             automation_id,
             automation_name: &spec.name,
+            automation: &automation,
             trigger: &spec.trigger,
             action,
             action_index: index,

@@ -512,7 +512,7 @@ pub async fn hydrate_parameters(conn: &mut AnyConnection, dialect: Dialect, para
     if !parameters.values().any(needs_hydration) && !parameters.contains_key("__prefect_kind") {
         return Ok(parameters);
     }
-    let ctx = HydrationContext { workspace_variables: super::variables::values_by_name(conn, dialect).await? };
+    let ctx = HydrationContext { workspace_variables: super::variables::values_by_name(conn, dialect).await?, ..Default::default() };
     match hydrate(&parameters, &ctx) {
         Ok(Value::Object(m)) => Ok(m),
         // Only a top-level `__prefect_kind` can hydrate to a non-object.

@@ -52,10 +52,13 @@ fn suffix(detail: &Option<String>) -> String {
     }
 }
 
-/// What hydration reads: the workspace's variables by name.
+/// What hydration reads: the workspace's variables by name, and what Jinja
+/// templates see (empty on the API; an automation's action gives them the
+/// triggering event and the objects it names).
 #[derive(Debug, Clone, Default)]
 pub struct HydrationContext {
     pub workspace_variables: Map<String, Value>,
+    pub jinja_context: Map<String, Value>,
 }
 
 /// A hydrated value, or Prefect's `RemoveValue` marker.
@@ -229,7 +232,7 @@ fn jinja_handler(obj: &Map<String, Value>, ctx: &HydrationContext) -> Result<Hyd
         other => other.to_string(),
     };
     validate_user_template(&text).map_err(|d| HydrationError::InvalidJinja(Some(d)))?;
-    render_user_template(&text).map(|s| Hydrated::Value(Value::String(s))).map_err(|d| HydrationError::InvalidJinja(Some(d)))
+    render_user_template_with(&text, &ctx.jinja_context).map(|s| Hydrated::Value(Value::String(s))).map_err(|d| HydrationError::InvalidJinja(Some(d)))
 }
 
 fn workspace_variable_handler(obj: &Map<String, Value>, ctx: &HydrationContext) -> Result<Hydrated, HydrationError> {
@@ -346,11 +349,16 @@ fn for_loops(template: &str) -> Result<(usize, usize), minijinja::Error> {
 /// no `{{` or `{%` is returned as it is. The error is Prefect's
 /// "Failed to render template due to the following error: ...".
 pub fn render_user_template(template: &str) -> Result<String, String> {
+    render_user_template_with(template, &Map::new())
+}
+
+/// [`render_user_template`] with `context` as the template's variables.
+pub fn render_user_template_with(template: &str, context: &Map<String, Value>) -> Result<String, String> {
     if !(template.contains("{{") || template.contains("{%")) {
         return Ok(template.to_owned());
     }
     let env = environment();
-    env.render_str(template, minijinja::context! {})
+    env.render_str(template, minijinja::Value::from_serialize(context))
         .map_err(|e| format!("Failed to render template due to the following error: {}", error_detail(&e)))
 }
 
@@ -411,7 +419,7 @@ mod tests {
     use serde_json::json;
 
     fn ctx() -> HydrationContext {
-        HydrationContext { workspace_variables: Map::from_iter([("my_var".to_owned(), json!({"a": [1, 2]})), ("greeting".to_owned(), json!("hi"))]) }
+        HydrationContext { workspace_variables: Map::from_iter([("my_var".to_owned(), json!({"a": [1, 2]})), ("greeting".to_owned(), json!("hi"))]), ..Default::default() }
     }
 
     fn run(params: Value) -> Result<Value, HydrationError> {

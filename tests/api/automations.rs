@@ -158,7 +158,7 @@ both_backends!(a_reactive_automation_acts_when_a_run_fails, |app: TestApp| async
         "trigger": reactive_on("prefect.flow-run.Failed"),
         "actions": [
             {"type": "pause-work-pool", "work_pool_id": pool_id},
-            {"type": "run-deployment", "deployment_id": deployment_id, "parameters": {}},
+            {"type": "run-deployment", "deployment_id": deployment_id, "parameters": {"failed": "{{ flow_run.name }}", "resource": "{{ event.resource.id }}", "n": "{{ labels | length }}"}},
             {"type": "send-notification", "block_document_id": "00000000-0000-0000-0000-0000000000b1", "body": "failed"},
         ],
     });
@@ -196,6 +196,8 @@ both_backends!(a_reactive_automation_acts_when_a_run_fails, |app: TestApp| async
     assert_eq!(runs[0]["state"]["type"], json!("SCHEDULED"));
     assert!(runs[0]["idempotency_key"].as_str().unwrap().starts_with(&format!("automation {automation_id}, action 1, invocation ")));
     assert_eq!(runs[0]["created_by"], json!({"id": automation_id, "type": "AUTOMATION", "display_value": "recover"}));
+    // Its parameters were rendered with the triggering event and its run.
+    assert_eq!(runs[0]["parameters"], json!({"failed": failing["name"], "resource": format!("prefect.flow-run.{failing_id}"), "n": 0}));
 
     let report = prefect_server::replay::rebuild_server(&app.db, true).await.unwrap();
     assert!(report.matches(), "{}", crate::helpers::diff_report(&report));

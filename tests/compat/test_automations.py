@@ -98,7 +98,7 @@ def test_a_deployment_trigger_runs_its_deployment(uid, sync_client, flow_dir, wa
         work_pool_name=pool,
         build=False,
         push=False,
-        triggers=[DeploymentEventTrigger(expect={go}, parameters={"n": 5})],
+        triggers=[DeploymentEventTrigger(expect={go}, parameters={"n": "{{ event.payload.n }}"})],
     )
     resource = f"prefect.deployment.{deployment_id}"
     owned = sync_client.read_resource_related_automations(resource)
@@ -110,14 +110,15 @@ def test_a_deployment_trigger_runs_its_deployment(uid, sync_client, flow_dir, wa
         work_pool_name=pool,
         build=False,
         push=False,
-        triggers=[DeploymentEventTrigger(expect={go}, parameters={"n": 5})],
+        triggers=[DeploymentEventTrigger(expect={go}, parameters={"n": "{{ event.payload.n }}"})],
     )
     assert len(sync_client.read_resource_related_automations(resource)) == 1
 
-    emit_event(go, resource={"prefect.resource.id": f"compat.button.{uid}"})
+    # The trigger's parameters are Jinja, rendered with the triggering event.
+    emit_event(go, resource={"prefect.resource.id": f"compat.button.{uid}"}, payload={"n": 7})
     runs = wait_for(lambda: deployment_runs(sync_client, deployment_id), timeout=60, message="the triggered deployment run")
     assert len(runs) == 1
-    assert runs[0].parameters == {"n": 5}
+    assert runs[0].parameters == {"n": 7}
     assert runs[0].state.is_scheduled()
 
     sync_client.delete_resource_owned_automations(resource)

@@ -37,7 +37,7 @@ async fn validate(State(state): State<AppState>, body: axum::body::Bytes) -> Api
     let schema = crate::orchestration::job_variables::preprocessed(&Value::Object(schema), false);
     let ctx = if crate::orchestration::hydration::needs_hydration(&Value::Object(values.clone())) {
         let mut conn = state.db.reader().acquire().await?;
-        HydrationContext { workspace_variables: crate::commands::variables::values_by_name(&mut conn, state.db.dialect).await? }
+        HydrationContext { workspace_variables: crate::commands::variables::values_by_name(&mut conn, state.db.dialect).await?, ..Default::default() }
     } else {
         HydrationContext::default()
     };
