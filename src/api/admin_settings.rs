@@ -88,6 +88,7 @@ pub fn settings_json(s: &Settings) -> Value {
                 "cancellation_cleanup": cancellation,
                 "foreman": service(v.foreman_enabled, v.foreman_loop),
                 "repossessor": service(v.repossessor_enabled, v.repossessor_loop),
+                "triggers": {"enabled": v.triggers_enabled},
             },
             "ui": {
                 "enabled": crate::web_ui::is_served(&s.ui),
