@@ -50,6 +50,27 @@ struct Placement {
     parent: Option<Uuid>,
 }
 
+/// State to write at the next save.
+#[derive(Default)]
+struct Dirty {
+    buckets: HashSet<(Uuid, Vec<String>)>,
+    children: HashSet<Uuid>,
+    gone: HashSet<Uuid>,
+}
+
+impl Dirty {
+    fn is_empty(&self) -> bool {
+        self.buckets.is_empty() && self.children.is_empty() && self.gone.is_empty()
+    }
+}
+
+/// The keys whose bucket differs between two snapshots of a trigger's buckets.
+fn changed_keys(before: &Buckets, after: &Buckets) -> Vec<Vec<String>> {
+    let mut keys: Vec<Vec<String>> = after.iter().filter(|(k, b)| before.get(*k) != Some(*b)).map(|(k, _)| k.clone()).collect();
+    keys.extend(before.keys().filter(|k| !after.contains_key(*k)).cloned());
+    keys
+}
+
 /// What the service knows: the automations, and the state of each trigger.
 #[derive(Default)]
 pub struct Evaluator {
@@ -57,8 +78,9 @@ pub struct Evaluator {
     placements: HashMap<Uuid, Placement>,
     buckets: HashMap<Uuid, Buckets>,
     children: HashMap<Uuid, Vec<Firing>>,
-    /// Triggers whose state changed since it was last saved.
-    dirty: HashSet<Uuid>,
+    /// What changed since the last save: buckets by (trigger, key), and
+    /// triggers whose child firings (or, when gone, all state) changed.
+    dirty: Dirty,
     /// Events to append (the automations' and their actions' feed events).
     pub emitted: Vec<ClientEvent>,
 }
@@ -97,7 +119,7 @@ impl Evaluator {
         for id in gone {
             self.buckets.remove(&id);
             self.children.remove(&id);
-            self.dirty.insert(id);
+            self.dirty.gone.insert(id);
         }
         self.automations = automations;
         self.placements = placements;
@@ -110,11 +132,13 @@ impl Evaluator {
             let mut triggers = vec![];
             event_triggers(&a.spec.trigger, &mut triggers);
             for t in triggers.iter().filter(|t| t.covers(event)) {
+                // An event only touches the bucket of its own key.
+                let key = t.bucketing_key(event);
                 let buckets = self.buckets.entry(t.id).or_default();
-                let before = buckets.clone();
+                let before = buckets.get(&key).cloned();
                 fired.extend(on_event(t, buckets, event, wall));
-                if *buckets != before {
-                    self.dirty.insert(t.id);
+                if buckets.get(&key) != before.as_ref() {
+                    self.dirty.buckets.insert((t.id, key));
                 }
             }
         }
@@ -131,8 +155,8 @@ impl Evaluator {
                 let buckets = self.buckets.entry(t.id).or_default();
                 let before = buckets.clone();
                 fired.extend(on_tick(t, buckets, now));
-                if *buckets != before {
-                    self.dirty.insert(t.id);
+                for key in changed_keys(&before, buckets) {
+                    self.dirty.buckets.insert((t.id, key));
                 }
             }
         }
@@ -148,7 +172,7 @@ impl Evaluator {
         let parent = find_composite(&self.automations[automation].spec.trigger, parent_id)?.clone();
         let children = self.children.entry(parent_id).or_default();
         let parent_firing = parent.on_child_firing(children, firing, wall);
-        self.dirty.insert(parent_id);
+        self.dirty.children.insert(parent_id);
         self.resolve(parent_firing?, wall)
     }
 }
@@ -254,21 +278,27 @@ async fn save(db: &Db, evaluator: &mut Evaluator, cursor: Cursor) -> Result<(), 
     let mut tx = db.begin_write().await?;
     let conn: &mut AnyConnection = &mut tx;
     load_checkpoint(conn, dialect, CHECKPOINT).await?;
-    for trigger in std::mem::take(&mut evaluator.dirty) {
-        sqlx::query(&dialect.rewrite("DELETE FROM automation_trigger_state WHERE trigger_id = $1")).bind(trigger.to_string()).execute(&mut *conn).await?;
-        let automation = evaluator.placements.get(&trigger).map(|p| evaluator.automations[p.automation].id.to_string()).unwrap_or_default();
-        let insert = dialect.rewrite("INSERT INTO automation_trigger_state (trigger_id, state_key, automation_id, value) VALUES ($1, $2, $3, $4)");
-        let mut rows: Vec<(String, String)> = vec![];
-        if let Some(buckets) = evaluator.buckets.get(&trigger) {
-            for (key, bucket) in buckets {
-                rows.push((serde_json::to_string(key).unwrap_or_default(), serde_json::to_string(bucket).unwrap_or_default()));
-            }
+    let dirty = std::mem::take(&mut evaluator.dirty);
+    let delete_all = dialect.rewrite("DELETE FROM automation_trigger_state WHERE trigger_id = $1");
+    let delete_one = dialect.rewrite("DELETE FROM automation_trigger_state WHERE trigger_id = $1 AND state_key = $2");
+    let insert = dialect.rewrite("INSERT INTO automation_trigger_state (trigger_id, state_key, automation_id, value) VALUES ($1, $2, $3, $4)");
+    let automation_of = |trigger: &Uuid| evaluator.placements.get(trigger).map(|p| evaluator.automations[p.automation].id.to_string()).unwrap_or_default();
+    for trigger in &dirty.gone {
+        sqlx::query(&delete_all).bind(trigger.to_string()).execute(&mut *conn).await?;
+    }
+    for (trigger, key) in &dirty.buckets {
+        let state_key = serde_json::to_string(key).unwrap_or_default();
+        sqlx::query(&delete_one).bind(trigger.to_string()).bind(&state_key).execute(&mut *conn).await?;
+        if let Some(bucket) = evaluator.buckets.get(trigger).and_then(|b| b.get(key)) {
+            let value = serde_json::to_string(bucket).unwrap_or_default();
+            sqlx::query(&insert).bind(trigger.to_string()).bind(&state_key).bind(automation_of(trigger)).bind(value).execute(&mut *conn).await?;
         }
-        if let Some(children) = evaluator.children.get(&trigger).filter(|c| !c.is_empty()) {
-            rows.push(("children".into(), serde_json::to_string(children).unwrap_or_default()));
-        }
-        for (key, value) in rows {
-            sqlx::query(&insert).bind(trigger.to_string()).bind(key).bind(&automation).bind(value).execute(&mut *conn).await?;
+    }
+    for trigger in &dirty.children {
+        sqlx::query(&delete_one).bind(trigger.to_string()).bind("children").execute(&mut *conn).await?;
+        if let Some(children) = evaluator.children.get(trigger).filter(|c| !c.is_empty()) {
+            let value = serde_json::to_string(children).unwrap_or_default();
+            sqlx::query(&insert).bind(trigger.to_string()).bind("children").bind(automation_of(trigger)).bind(value).execute(&mut *conn).await?;
         }
     }
     save_checkpoint(conn, dialect, CHECKPOINT, cursor).await?;
