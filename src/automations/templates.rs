@@ -7,7 +7,6 @@
 
 use chrono::Utc;
 use serde_json::{json, Map, Value};
-use uuid::Uuid;
 
 use crate::db::{Bind, Db};
 use crate::orchestration::hydration::{hydrate, HydrationContext};
@@ -49,15 +48,6 @@ pub fn upgrade_v1_templates(parameters: &mut Map<String, Value>) {
     }
 }
 
-fn first_id_of_kind(event: &Value, kind: &str) -> Option<Uuid> {
-    let prefix = format!("prefect.{kind}.");
-    let resources = std::iter::once(event.get("resource")).chain(event.get("related").and_then(Value::as_array).into_iter().flatten().map(Some));
-    resources
-        .flatten()
-        .filter_map(|r| r.get("prefect.resource.id").and_then(Value::as_str))
-        .find_map(|id| id.strip_prefix(&prefix).and_then(|u| Uuid::parse_str(u).ok()))
-}
-
 /// The objects of the kinds the templates mention, read for the first
 /// resource of each kind in the event.
 async fn native_objects(db: &Db, event: &Value, templates: &str) -> Result<Map<String, Value>, sqlx::Error> {
@@ -68,7 +58,7 @@ async fn native_objects(db: &Db, event: &Value, templates: &str) -> Result<Map<S
         if !templates.contains(name) {
             continue;
         }
-        let Some(id) = first_id_of_kind(event, kind) else { continue };
+        let Some(id) = super::actions::id_of_first_resource_of_kind(event, &format!("prefect.{kind}")) else { continue };
         let id = id.to_string();
         let found = match name {
             "flow_run" => crate::server_model::flow_runs::read_flow_run(&mut conn, dialect, &id, Utc::now()).await?,
