@@ -18,7 +18,8 @@ use crate::server_events::{
     flow_run_state_event_type, FlowRunCreated, FlowRunRecord, RowUpdated, RunBookkeeping, StateSet, FLOW_RUN_CREATED,
     FLOW_RUN_DELETED, FLOW_RUN_UPDATED,
 };
-use crate::server_model::flow_runs::{read_flow_run_row, read_flow_run_row_with_flow_name, snapshot_from_row};
+use crate::server_model::flow_runs::{read_flow_run_row, read_flow_run_row_with_relations, snapshot_from_row};
+use crate::server_model::run_relations::{Named, RunIds, RunRelations};
 use crate::time::micros;
 
 /// `FlowRunCreate`.
@@ -131,26 +132,20 @@ fn bookkeeping(run: &FlowRunSnapshot) -> RunBookkeeping {
     }
 }
 
-/// Related resources of a flow run's events: its flow and its tags. The
-/// flow's name is looked up unless the caller already read it.
-async fn related_for(conn: &mut AnyConnection, dialect: Dialect, flow_id: &str, flow_name: Option<String>, tags: &Value) -> ApiResult<Vec<Value>> {
-    let mut related = Vec::new();
-    let flow_name = match flow_name {
-        Some(name) => Some(name),
-        None => sqlx::query(&dialect.rewrite("SELECT name FROM flow WHERE id = $1"))
-            .bind(flow_id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(|row| row.try_get::<String, _>(0))
-            .transpose()?,
+/// What a stored run's state events relate to, from a row read with
+/// [`read_flow_run_row_with_relations`].
+fn stored_relations(row: &sqlx::any::AnyRow) -> RunRelations {
+    let text = |c: &str| row.try_get::<Option<String>, _>(c).ok().flatten();
+    let ids = RunIds {
+        flow: text("flow_id"),
+        deployment: text("deployment_id"),
+        work_queue: text("work_queue_id"),
+        work_pool: text("work_pool_id"),
+        task_run: text("parent_task_run_id"),
     };
-    if let Some(name) = flow_name {
-        related.push(json!({"prefect.resource.id": format!("prefect.flow.{flow_id}"), "prefect.resource.role": "flow", "prefect.resource.name": name}));
-    }
-    for tag in tags.as_array().into_iter().flatten().filter_map(Value::as_str) {
-        related.push(json!({"prefect.resource.id": format!("prefect.tag.{tag}"), "prefect.resource.role": "tag"}));
-    }
-    Ok(related)
+    let run_tags = text("tags").and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    let created_by = text("created_by").and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
+    RunRelations::from_row(row, &ids, run_tags, created_by)
 }
 
 /// Appends (and projects) an accepted transition, then mirrors it onto a
@@ -161,14 +156,13 @@ async fn record_transition(
     dialect: Dialect,
     run_id: Uuid,
     run_name: &str,
-    flow: (&str, Option<String>),
-    tags: &Value,
+    relations: &RunRelations,
     version: i64,
     initial: Option<&State>,
     outcome: &FlowTransitionOutcome,
 ) -> ApiResult<()> {
     let Some(state) = &outcome.written else { return Ok(()) };
-    let related = related_for(conn, dialect, flow.0, flow.1, tags).await?;
+    let related = relations.related();
     let event = state_event("flow-run", run_id, run_name, related, outcome.run.run_count, initial, state);
     let payload = StateSet { state: state.clone(), run: bookkeeping(&outcome.run), event };
     let new_event = NewEvent::new(
@@ -218,7 +212,7 @@ pub async fn create_in_tx(
     name_seed: u128,
     origin: RunOrigin,
 ) -> ApiResult<(Uuid, bool)> {
-    let flow = sqlx::query(&dialect.rewrite("SELECT labels, name FROM flow WHERE id = $1 AND workspace_id = $2"))
+    let flow = sqlx::query(&dialect.rewrite("SELECT labels, name, tags FROM flow WHERE id = $1 AND workspace_id = $2"))
         .bind(body.flow_id.to_string())
         .bind(DEFAULT_WORKSPACE.to_string())
         .fetch_optional(&mut *conn)
@@ -226,6 +220,7 @@ pub async fn create_in_tx(
         .ok_or(AppError::Conflict)?;
     let flow_labels: String = flow.try_get(0)?;
     let flow_name: String = flow.try_get(1)?;
+    let flow_tags: Vec<String> = serde_json::from_str(&flow.try_get::<String, _>(2)?).unwrap_or_default();
     if let Some(key) = &body.idempotency_key {
         crate::eventlog::lock_key(conn, dialect, &format!("flow-run-idempotency:{}:{key}", body.flow_id)).await?;
         let existing = sqlx::query(&dialect.rewrite("SELECT id FROM flow_run WHERE flow_id = $1 AND idempotency_key = $2"))
@@ -267,8 +262,24 @@ pub async fn create_in_tx(
         parent_task_run_id: body.parent_task_run_id,
         auto_scheduled: origin.auto_scheduled,
         infrastructure_document_id: body.infrastructure_document_id,
-        created_by: origin.created_by,
+        created_by: origin.created_by.clone(),
         job_variables: Value::Object(body.job_variables.clone().unwrap_or_default()),
+    };
+    let run_tags: Vec<String> = body.tags.clone().unwrap_or_default();
+    let ids = RunIds {
+        flow: Some(body.flow_id.to_string()),
+        deployment: body.deployment_id.map(|d| d.to_string()),
+        work_queue: origin.work_queue_id.map(|q| q.to_string()),
+        work_pool: origin.work_pool_id.map(|p| p.to_string()),
+        task_run: body.parent_task_run_id.map(|t| t.to_string()),
+    };
+    // A plain run relates only to its flow, read above; anything else
+    // costs one more round trip.
+    let relations = if ids.deployment.is_none() && ids.work_queue.is_none() && ids.work_pool.is_none() && ids.task_run.is_none() {
+        let flow = Named { id: body.flow_id.to_string(), name: flow_name.clone(), tags: flow_tags };
+        RunRelations { flow: Some(flow), run_tags, created_by: origin.created_by, ..Default::default() }
+    } else {
+        RunRelations::load(conn, dialect, &ids, run_tags, origin.created_by).await?
     };
     let run_name = record_body.name.clone();
     let created = NewEvent::new(
@@ -312,7 +323,7 @@ pub async fn create_in_tx(
         api_version: (0, 8, 4),
         deployment_slots: None,
     });
-    record_transition(conn, dialect, id, &run_name, (&body.flow_id.to_string(), Some(flow_name)), &tags, 1, None, &outcome).await?;
+    record_transition(conn, dialect, id, &run_name, &relations, 1, None, &outcome).await?;
     Ok((id, true))
 }
 
@@ -384,18 +395,12 @@ where
         Box::pin(async move {
             let stream = StreamRef::new(StreamType::FlowRun, id);
             lock_stream(conn, dialect, &stream).await?;
-            let row = read_flow_run_row_with_flow_name(conn, dialect, &id.to_string())
+            let row = read_flow_run_row_with_relations(conn, dialect, &id.to_string())
                 .await?
                 .ok_or_else(|| AppError::not_found("Flow run"))?;
             let version: i64 = row.try_get("version")?;
             let name: String = row.try_get("name")?;
-            let flow_id: String = row.try_get("flow_id")?;
-            let flow_name: Option<String> = row.try_get("flow_name").ok().flatten();
-            let tags: Value = row
-                .try_get::<String, _>("tags")
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or(Value::Null);
+            let relations = stored_relations(&row);
             let snapshot = snapshot_from_row(&row);
             if !guard(&snapshot) {
                 return Ok(None);
@@ -428,7 +433,7 @@ where
                 let event = NewEvent::new(Uuid::now_v7(), FLOW_RUN_UPDATED, now, payload);
                 record(conn, dialect, StreamRef::new(StreamType::FlowRun, id), ExpectedVersion::Locked(version), vec![event]).await?;
             }
-            record_transition(conn, dialect, id, &name, (&flow_id, flow_name), &tags, version, initial.as_ref(), &outcome).await?;
+            record_transition(conn, dialect, id, &name, &relations, version, initial.as_ref(), &outcome).await?;
             if let (Some(input), crate::orchestration::outcome::Status::Accept) = (on_accept, outcome.status) {
                 super::flow_run_inputs::create_in_tx(conn, dialect, id, input).await?;
             }

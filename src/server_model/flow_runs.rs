@@ -120,10 +120,17 @@ pub async fn read_flow_run_row(conn: &mut AnyConnection, dialect: Dialect, id: &
     read_row(conn, dialect, id, "").await
 }
 
-/// [`read_flow_run_row`] plus the flow's name as `flow_name`, in the same
-/// round trip (state changes put it in their event's related resources).
-pub async fn read_flow_run_row_with_flow_name(conn: &mut AnyConnection, dialect: Dialect, id: &str) -> Result<Option<AnyRow>, sqlx::Error> {
-    read_row(conn, dialect, id, ", (SELECT flow.name FROM flow WHERE flow.id = flow_run.flow_id) AS flow_name").await
+/// [`read_flow_run_row`] plus what its state events relate to (the `rel_`
+/// columns of `run_relations::columns`), in the same round trip.
+pub async fn read_flow_run_row_with_relations(conn: &mut AnyConnection, dialect: Dialect, id: &str) -> Result<Option<AnyRow>, sqlx::Error> {
+    let relations = super::run_relations::columns(&super::run_relations::RelationIds {
+        flow: "flow_run.flow_id",
+        deployment: "flow_run.deployment_id",
+        work_queue: "flow_run.work_queue_id",
+        work_pool: "flow_run.work_pool_id",
+        task_run: "flow_run.parent_task_run_id",
+    });
+    read_row(conn, dialect, id, &format!(", {relations}")).await
 }
 
 async fn read_row(conn: &mut AnyConnection, dialect: Dialect, id: &str, extra_columns: &str) -> Result<Option<AnyRow>, sqlx::Error> {

@@ -13,6 +13,7 @@ pub mod flows;
 pub mod history;
 pub mod logs;
 pub mod paginate;
+pub mod run_relations;
 pub mod sorts;
 pub mod states;
 pub mod task_runs;

@@ -196,6 +196,15 @@ both_backends!(a_reactive_automation_acts_when_a_run_fails, |app: TestApp| async
     assert_eq!(runs[0]["state"]["type"], json!("SCHEDULED"));
     assert!(runs[0]["idempotency_key"].as_str().unwrap().starts_with(&format!("automation {automation_id}, action 1, invocation ")));
     assert_eq!(runs[0]["created_by"], json!({"id": automation_id, "type": "AUTOMATION", "display_value": "recover"}));
+    // Its state events relate it to its deployment, queue, pool and flow,
+    // and to the automation as its creator (Prefect's related resources).
+    let run_id = runs[0]["id"].as_str().unwrap().to_owned();
+    let (_, page) = app.post("/events/filter", json!({"filter": {"resource": {"id": [format!("prefect.flow-run.{run_id}")]}}})).await;
+    let related = page["events"][0]["related"].as_array().cloned().unwrap_or_default();
+    let roles: Vec<&str> = related.iter().map(|r| r["prefect.resource.role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["flow", "deployment", "work-queue", "work-pool", "creator"], "{related:?}");
+    assert_eq!(related[3]["prefect.work-pool.type"], json!("process"));
+    assert_eq!(related[4]["prefect.resource.id"], json!(format!("prefect.automation.{automation_id}")));
     // Its parameters were rendered with the triggering event and its run.
     assert_eq!(runs[0]["parameters"], json!({"failed": failing["name"], "resource": format!("prefect.flow-run.{failing_id}"), "n": 0}));
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from prefect import flow
 from prefect.automations import Automation
+from prefect.deployments import run_deployment
 from prefect.events import DeploymentEventTrigger, emit_event
 from prefect.events.actions import DoNothing, PauseWorkPool
 from prefect.events.schemas.automations import EventTrigger, Posture
@@ -123,3 +124,23 @@ def test_a_deployment_trigger_runs_its_deployment(uid, sync_client, flow_dir, wa
 
     sync_client.delete_resource_owned_automations(resource)
     assert sync_client.read_resource_related_automations(resource) == []
+
+
+def test_a_trigger_matches_the_deployment_a_run_belongs_to(uid, sync_client, flow_dir, wait_for):
+    """Flow-run state events name the run's deployment, queue and pool as
+    related resources, so a trigger can match on them."""
+    pool = f"rel-pool-{uid}"
+    create_pool(pool)
+    deployment_id = flow.from_source(source=str(flow_dir), entrypoint="compat_flows.py:compat_add").deploy(
+        name=f"rel-{uid}", work_pool_name=pool, build=False, push=False
+    )
+    trigger = EventTrigger(
+        expect={"prefect.flow-run.Scheduled"},
+        match_related={"prefect.resource.id": f"prefect.deployment.{deployment_id}", "prefect.resource.role": "deployment"},
+        posture=Posture.Reactive,
+    )
+    pool_id = sync_client.read_work_pool(pool).id
+    automation = Automation(name=f"rel-{uid}", trigger=trigger, actions=[PauseWorkPool(work_pool_id=pool_id)]).create()
+    run_deployment(f"compat-add/rel-{uid}", timeout=0)
+    wait_for(lambda: sync_client.read_work_pool(pool).is_paused, timeout=60, message="the automation to pause the pool")
+    automation.delete()
