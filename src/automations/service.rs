@@ -75,6 +75,9 @@ fn changed_keys(before: &Buckets, after: &Buckets) -> Vec<Vec<String>> {
 #[derive(Default)]
 pub struct Evaluator {
     automations: Vec<Loaded>,
+    /// Every event trigger of the automations (children of composites
+    /// included), gathered once per reload rather than per event.
+    triggers: Vec<EventTrigger>,
     placements: HashMap<Uuid, Placement>,
     buckets: HashMap<Uuid, Buckets>,
     children: HashMap<Uuid, Vec<Firing>>,
@@ -121,6 +124,11 @@ impl Evaluator {
             self.children.remove(&id);
             self.dirty.gone.insert(id);
         }
+        let mut triggers = vec![];
+        for a in &automations {
+            event_triggers(&a.spec.trigger, &mut triggers);
+        }
+        self.triggers = triggers;
         self.automations = automations;
         self.placements = placements;
     }
@@ -128,18 +136,14 @@ impl Evaluator {
     /// Evaluates one event against every trigger that covers it.
     pub fn on_event(&mut self, event: &Value, wall: DateTime<Utc>) -> Vec<Firing> {
         let mut fired = vec![];
-        for a in &self.automations {
-            let mut triggers = vec![];
-            event_triggers(&a.spec.trigger, &mut triggers);
-            for t in triggers.iter().filter(|t| t.covers(event)) {
-                // An event only touches the bucket of its own key.
-                let key = t.bucketing_key(event);
-                let buckets = self.buckets.entry(t.id).or_default();
-                let before = buckets.get(&key).cloned();
-                fired.extend(on_event(t, buckets, event, wall));
-                if buckets.get(&key) != before.as_ref() {
-                    self.dirty.buckets.insert((t.id, key));
-                }
+        for t in self.triggers.iter().filter(|t| t.covers(event)) {
+            // An event only touches the bucket of its own key.
+            let key = t.bucketing_key(event);
+            let buckets = self.buckets.entry(t.id).or_default();
+            let before = buckets.get(&key).cloned();
+            fired.extend(on_event(t, buckets, event, wall));
+            if buckets.get(&key) != before.as_ref() {
+                self.dirty.buckets.insert((t.id, key));
             }
         }
         fired
@@ -148,16 +152,12 @@ impl Evaluator {
     /// Checks every proactive trigger as of `now`.
     pub fn on_tick(&mut self, now: DateTime<Utc>) -> Vec<Firing> {
         let mut fired = vec![];
-        for a in &self.automations {
-            let mut triggers = vec![];
-            event_triggers(&a.spec.trigger, &mut triggers);
-            for t in triggers.iter().filter(|t| t.posture == Posture::Proactive) {
-                let buckets = self.buckets.entry(t.id).or_default();
-                let before = buckets.clone();
-                fired.extend(on_tick(t, buckets, now));
-                for key in changed_keys(&before, buckets) {
-                    self.dirty.buckets.insert((t.id, key));
-                }
+        for t in self.triggers.iter().filter(|t| t.posture == Posture::Proactive) {
+            let buckets = self.buckets.entry(t.id).or_default();
+            let before = buckets.clone();
+            fired.extend(on_tick(t, buckets, now));
+            for key in changed_keys(&before, buckets) {
+                self.dirty.buckets.insert((t.id, key));
             }
         }
         fired

@@ -101,14 +101,14 @@ impl EventTrigger {
                 return false;
             }
         }
-        let resource = event.get("resource").cloned().unwrap_or(Value::Null);
-        if !spec_includes(&self.match_, std::slice::from_ref(&resource)) {
+        let resource = event.get("resource").unwrap_or(&Value::Null);
+        if !spec_includes(&self.match_, std::slice::from_ref(resource)) {
             return false;
         }
-        let related: Vec<Value> = event.get("related").and_then(Value::as_array).cloned().unwrap_or_default();
+        let related: &[Value] = event.get("related").and_then(Value::as_array).map_or(&[], Vec::as_slice);
         match &self.match_related {
-            Value::Array(specs) => specs.iter().filter_map(Value::as_object).all(|s| spec_includes(s, &related)),
-            Value::Object(spec) => spec_includes(spec, &related),
+            Value::Array(specs) => specs.iter().filter_map(Value::as_object).all(|s| spec_includes(s, related)),
+            Value::Object(spec) => spec_includes(spec, related),
             _ => true,
         }
     }
