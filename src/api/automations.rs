@@ -16,7 +16,6 @@ use super::json::{parse_body, path_id};
 use super::AppState;
 use crate::automations::schema::AutomationSpec;
 use crate::commands::automations as cmd;
-use crate::server_model::documents::AUTOMATION;
 use crate::time::parse_ts;
 
 pub fn router() -> Router<AppState> {
@@ -84,11 +83,7 @@ async fn patch(State(state): State<AppState>, Path(id): Path<String>, body: Byte
     if let Some(key) = o.keys().find(|k| *k != "enabled") {
         return Err(AppError::invalid(&["body", key], "Extra inputs are not permitted", o[key].clone()));
     }
-    let enabled = match o.get("enabled") {
-        None => true,
-        Some(Value::Bool(b)) => *b,
-        Some(other) => return Err(AppError::invalid(&["body", "enabled"], "Input should be a valid boolean", other.clone())),
-    };
+    let enabled = crate::automations::schema::enabled_field(o)?;
     cmd::set_enabled(&state.db, id, enabled).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -103,12 +98,8 @@ async fn delete_owned(State(state): State<AppState>, Path(resource_id): Path<Str
     Ok(StatusCode::ACCEPTED)
 }
 
-/// Every automation of the workspace (they are few: each one is a rule a
-/// person wrote), for the filters below.
 async fn all(state: &AppState) -> ApiResult<Vec<Map<String, Value>>> {
-    let sql = state.db.q(&format!("SELECT {} FROM automation t WHERE t.workspace_id = $1 ORDER BY t.id", AUTOMATION.select_list("t")));
-    let rows = sqlx::query(&sql).bind(super::workspace()).fetch_all(state.db.reader()).await?;
-    Ok(rows.iter().map(|r| AUTOMATION.row_json(r)).collect())
+    Ok(cmd::all(&state.db).await?)
 }
 
 fn strings(v: Option<&Value>) -> Option<Vec<String>> {

@@ -97,13 +97,7 @@ async fn read_by_name(State(state): State<AppState>, Path(name): Path<String>) -
 }
 
 async fn update(State(state): State<AppState>, Path(id): Path<String>, AppJson(body): AppJson<WorkQueueUpdate>) -> ApiResult<StatusCode> {
-    let q = queue_doc(&state, path_id(&id)?).await?;
-    let dialect = state.db.dialect;
-    crate::commands::write(&state.db, move |conn| {
-        let (q, body) = (q.clone(), body.clone());
-        Box::pin(async move { cmd::update_queue_in(conn, dialect, q, body).await })
-    })
-    .await?;
+    cmd::update_queue(&state.db, path_id(&id)?, body).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -181,7 +181,8 @@ impl TriggeredAction<'_> {
             Action::PauseWorkQueue { source, work_queue_id } | Action::ResumeWorkQueue { source, work_queue_id } => {
                 let id = self.selected_or_inferred(source, *work_queue_id, "work-queue", "work queue")?;
                 let paused = matches!(self.action, Action::PauseWorkQueue { .. });
-                crate::commands::work_pools::set_queue_paused(db, id, paused).await?;
+                let body = crate::commands::work_pools::WorkQueueUpdate { is_paused: Some(paused), ..Default::default() };
+                crate::commands::work_pools::update_queue(db, id, body).await?;
                 Ok(ok(target("work-queue", id), 204))
             }
             Action::PauseAutomation { source, automation_id } | Action::ResumeAutomation { source, automation_id } => {
@@ -212,11 +213,13 @@ impl TriggeredAction<'_> {
     /// Takes the action and returns the two events that report it.
     pub async fn run(&self, db: &Db) -> Vec<ClientEvent> {
         let outcome = self.perform(db).await;
-        let mut payload = Map::from_iter([
+        // Both events carry these; the second adds the outcome's details.
+        let base = Map::from_iter([
             ("action_index".to_owned(), json!(self.action_index)),
             ("action_type".to_owned(), json!(self.action.kind())),
             ("invocation".to_owned(), json!(self.invocation.to_string())),
         ]);
+        let mut payload = base.clone();
         let (mut related, name) = match outcome {
             Ok(done) => {
                 payload.extend(done.details);
@@ -237,13 +240,14 @@ impl TriggeredAction<'_> {
         }
         // Follows the triggering event only when it is recent, as Prefect.
         let recent = self.triggering_event.and_then(super::triggers::occurred_of).is_some_and(|at| (self.triggered - at).num_seconds().abs() < 300);
-        let related: Vec<Map<String, Value>> = related.into_iter().filter_map(|r| r.as_object().cloned()).map(without_nulls).collect();
+        let related: Vec<Map<String, Value>> = related
+            .into_iter()
+            .filter_map(|r| match r {
+                Value::Object(m) => Some(without_nulls(m)),
+                _ => None,
+            })
+            .collect();
         let triggered_id = Uuid::new_v5(&self.invocation, b"triggered");
-        let base = Map::from_iter([
-            ("action_index".to_owned(), json!(self.action_index)),
-            ("action_type".to_owned(), json!(self.action.kind())),
-            ("invocation".to_owned(), json!(self.invocation.to_string())),
-        ]);
         vec![
             ClientEvent {
                 occurred: self.triggered,

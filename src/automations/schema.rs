@@ -424,6 +424,16 @@ impl Action {
     }
 }
 
+/// The `enabled` field of a create, replace or partial update: true unless
+/// sent, and a boolean when sent.
+pub fn enabled_field(body: &Map<String, Value>) -> Result<bool, AppError> {
+    match body.get("enabled") {
+        None => Ok(true),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(AppError::invalid(&["body", "enabled"], "Input should be a valid boolean", other.clone())),
+    }
+}
+
 /// `AutomationCore` as a client sends it (`AutomationCreate` also has
 /// `owner_resource`; `AutomationUpdate` has not).
 #[derive(Debug, Clone)]
@@ -471,11 +481,7 @@ impl AutomationSpec {
         };
         let name = string("name", None)?;
         let description = string("description", Some(""))?;
-        let enabled = match o.get("enabled") {
-            None => true,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => return Err(AppError::invalid(&["body", "enabled"], "Input should be a valid boolean", other.clone())),
-        };
+        let enabled = enabled_field(o)?;
         let tags = match o.get("tags") {
             None => vec![],
             Some(v) => serde_json::from_value::<Vec<String>>(v.clone()).map_err(|_| AppError::invalid(&["body", "tags"], "Input should be a valid list", v.clone()))?,

@@ -240,17 +240,12 @@ async fn act(db: &Db, automation_id: Uuid, spec: &AutomationSpec, firing: &Firin
 }
 
 async fn load_automations(db: &Db) -> Result<Vec<Loaded>, sqlx::Error> {
-    let sql = db.q(&format!(
-        "SELECT {} FROM automation t WHERE t.workspace_id = $1 ORDER BY t.id",
-        crate::server_model::documents::AUTOMATION.select_list("t")
-    ));
-    let rows = sqlx::query(&sql).bind(crate::eventlog::DEFAULT_WORKSPACE.to_string()).fetch_all(db.reader()).await?;
-    Ok(rows
+    Ok(crate::commands::automations::all(db)
+        .await?
         .iter()
-        .map(|r| crate::server_model::documents::AUTOMATION.row_json(r))
         .filter_map(|doc| {
             let id = doc.get("id").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok())?;
-            let spec = AutomationSpec::from_record(&doc)?;
+            let spec = AutomationSpec::from_record(doc)?;
             spec.enabled.then_some(Loaded { id, spec })
         })
         .collect())

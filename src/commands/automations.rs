@@ -28,6 +28,14 @@ pub async fn by_id(conn: &mut AnyConnection, dialect: Dialect, id: Uuid) -> ApiR
     find(conn, dialect, &AUTOMATION, "t.workspace_id = $1 AND t.id = $2", &[Bind::Text(ws()), Bind::Text(id.to_string())]).await
 }
 
+/// Every automation of the workspace, by id (they are few: each is a rule a
+/// person wrote). The routes filter them, the triggers service loads them.
+pub async fn all(db: &Db) -> Result<Vec<Map<String, Value>>, sqlx::Error> {
+    let sql = db.q(&format!("SELECT {} FROM automation t WHERE t.workspace_id = $1 ORDER BY t.id", AUTOMATION.select_list("t")));
+    let rows = sqlx::query(&sql).bind(ws()).fetch_all(db.reader()).await?;
+    Ok(rows.iter().map(|r| AUTOMATION.row_json(r)).collect())
+}
+
 /// Prefect's `Automation` JSON of a stored row: the row without the owner,
 /// which Prefect keeps in another table.
 pub fn response(mut row: Map<String, Value>) -> Value {

@@ -231,13 +231,14 @@ pub async fn pool_name_by_id(db: &Db, id: Uuid) -> ApiResult<Option<String>> {
     Ok(sqlx::query_scalar(&sql).bind(ws()).bind(id.to_string()).fetch_optional(db.reader()).await?)
 }
 
-/// Pauses or unpauses the queue with this id (404 when there is none).
-pub async fn set_queue_paused(db: &Db, id: Uuid, paused: bool) -> ApiResult<()> {
+/// `PATCH /work_queues/{id}`: applies `body` to the queue with this id,
+/// read under the write transaction (404 "Work queue not found").
+pub async fn update_queue(db: &Db, id: Uuid, body: WorkQueueUpdate) -> ApiResult<()> {
     let dialect = db.dialect;
     write(db, move |conn| {
+        let body = body.clone();
         Box::pin(async move {
             let queue = queue_by_id(conn, dialect, id).await?.ok_or_else(|| AppError::not_found("Work queue"))?;
-            let body = WorkQueueUpdate { is_paused: Some(paused), ..Default::default() };
             update_queue_in(conn, dialect, queue, body).await
         })
     })
